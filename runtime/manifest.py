@@ -1,0 +1,200 @@
+"""The model-directory contract shared by the exporter (writer) and the runtime (reader).
+
+A model directory holds `manifest.json` plus the files it lists (ONNX graphs, the golden sample).
+The manifest names every file by its bare file name and pins it by sha256; it never holds an absolute
+path, a user name or a token. This module is the only code the two halves share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+# Artifact roles the runtime needs; the exporter must write all of them.
+ENCODER = "encoder"
+DECODER = "decoder"
+GOLDEN = "golden"
+REQUIRED_ARTIFACTS = (ENCODER, DECODER, GOLDEN)
+
+_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ManifestError(Exception):
+    """The model directory does not satisfy the contract (missing, malformed or tampered)."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, element type and shape of one graph input or output; symbolic dims are strings."""
+
+    name: str
+    dtype: str
+    shape: list[int | str]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file of the model directory, pinned by sha256."""
+
+    file: str
+    sha256: str
+    bytes: int
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image becomes the encoder input (SAM2Transforms, reproduced without torch)."""
+
+    fit_size: int = 1024  # the reference first fits the image inside fit_size x fit_size (cv2 INTER_LINEAR)
+    image_size: int = 1024  # then resizes to image_size x image_size (bilinear, antialiased, float)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    low_res_size: int = 256  # side of the decoder's mask logits
+
+
+@dataclass(frozen=True)
+class ProcedureDefaults:
+    """The VREyeSAM inference procedure's defaults (paper settings)."""
+
+    points: int = 30
+    threshold: float = 0.2
+    seed: int = 0
+    mask_logit_threshold: float = 0.0
+    logit_clamp: float = 32.0
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights came from: an identifier (never a local path) and its sha256."""
+
+    kind: str  # "huggingface" | "local" | "random"
+    id: str
+    sha256: str | None
+    random_weights: bool
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: int
+    model_name: str
+    model_version: str
+    sam2_config: str
+    source: WeightsSource
+    opset: int
+    precision: str
+    artifacts: dict[str, Artifact]
+    preprocessing: Preprocessing
+    procedure: ProcedureDefaults
+    fidelity: dict[str, Any]
+    golden_tolerance: dict[str, float]
+    tools: dict[str, str]
+    encrypted: bool = False
+
+    @property
+    def model_sha256(self) -> str:
+        """One digest for the whole model: the sha256 of the sorted artifact digests."""
+        joined = "\n".join(f"{role}:{self.artifacts[role].sha256}" for role in sorted(self.artifacts))
+        return hashlib.sha256(joined.encode()).hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tensor_specs(raw: list[dict[str, Any]]) -> list[TensorSpec]:
+    return [TensorSpec(name=str(t["name"]), dtype=str(t["dtype"]), shape=list(t["shape"])) for t in raw]
+
+
+def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
+    """Build a Manifest from parsed JSON, rejecting anything outside the contract."""
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(f"unsupported manifest schema version {raw.get('schema_version')!r}")
+    try:
+        artifacts = {
+            role: Artifact(
+                file=str(a["file"]),
+                sha256=str(a["sha256"]),
+                bytes=int(a["bytes"]),
+                inputs=_tensor_specs(a.get("inputs", [])),
+                outputs=_tensor_specs(a.get("outputs", [])),
+            )
+            for role, a in raw["artifacts"].items()
+        }
+        prep = raw["preprocessing"]
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION,
+            model_name=str(raw["model_name"]),
+            model_version=str(raw["model_version"]),
+            sam2_config=str(raw["sam2_config"]),
+            source=WeightsSource(**raw["source"]),
+            opset=int(raw["opset"]),
+            precision=str(raw["precision"]),
+            artifacts=artifacts,
+            preprocessing=Preprocessing(
+                fit_size=int(prep["fit_size"]),
+                image_size=int(prep["image_size"]),
+                mean=tuple(float(v) for v in prep["mean"]),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in prep["std"]),  # type: ignore[arg-type]
+                low_res_size=int(prep["low_res_size"]),
+            ),
+            procedure=ProcedureDefaults(**raw["procedure"]),
+            fidelity=dict(raw["fidelity"]),
+            golden_tolerance={k: float(v) for k, v in raw["golden_tolerance"].items()},
+            tools={str(k): str(v) for k, v in raw["tools"].items()},
+            encrypted=bool(raw.get("encrypted", False)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError("manifest is malformed") from exc
+    for role in REQUIRED_ARTIFACTS:
+        if role not in manifest.artifacts:
+            raise ManifestError(f"manifest lists no {role} artifact")
+    for artifact in manifest.artifacts.values():
+        if not _SAFE_FILE_NAME.match(artifact.file):
+            raise ManifestError("manifest names an artifact outside the model directory")
+    return manifest
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    path = model_dir / MANIFEST_NAME
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ManifestError("model directory has no manifest") from exc
+    except (OSError, ValueError) as exc:
+        raise ManifestError("manifest is unreadable") from exc
+    if not isinstance(raw, dict):
+        raise ManifestError("manifest is malformed")
+    return manifest_from_dict(raw)
+
+
+def verify_artifacts(model_dir: Path, manifest: Manifest) -> None:
+    """Check that every artifact exists and matches its pinned size and sha256."""
+    for role, artifact in sorted(manifest.artifacts.items()):
+        path = model_dir / artifact.file
+        if not path.is_file():
+            raise ManifestError(f"{role} artifact is missing")
+        if path.stat().st_size != artifact.bytes or sha256_file(path) != artifact.sha256:
+            raise ManifestError(f"{role} artifact does not match its sha256")
+
+
+def load_verified_manifest(model_dir: Path) -> Manifest:
+    manifest = read_manifest(model_dir)
+    verify_artifacts(model_dir, manifest)
+    return manifest

@@ -1,0 +1,5 @@
+import sys
+
+from vreyesam.cli import main
+
+sys.exit(main())
