@@ -16,7 +16,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vreyesam.export.cli", "export the model to a verified ONNX model directory (needs torch)"),
     "serve": ("vreyesam.runtime.serve", "serve predictions over HTTP from a model directory"),
     "predict": ("vreyesam.runtime.batch", "segment image files and folders into PNG masks"),
-    "evaluate": ("vreyesam.runtime.evaluate", "pixel-level precision, recall, F1 and IoU against ground truth"),
+    "evaluate": (
+        "vreyesam.runtime.evaluate",
+        "pixel-level precision, recall, F1 and IoU against ground truth",
+    ),
     "synth": ("vreyesam.runtime.synth", "write synthetic eye images with ground-truth iris masks"),
 }
 

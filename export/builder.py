@@ -1,0 +1,249 @@
+"""Weights -> verified model directory, written atomically.
+
+Steps: resolve and pin the weights, build SAM2 Hiera-S, export both graphs, fold them, record a golden
+sample from torch, gate the ONNX model against torch on the calibration images, then move the finished
+directory into place. Any failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnxscript import optimizer
+from vreyesam.export import fidelity, graphs, model, weights
+from vreyesam.export.reference import TorchReference
+from vreyesam.runtime import golden, preprocess, procedure, synth
+from vreyesam.runtime.decode import ImageInputError, read_image_file
+from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
+from vreyesam.runtime.manifest import (
+    DECODER,
+    ENCODER,
+    GOLDEN,
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    Artifact,
+    Manifest,
+    Preprocessing,
+    ProcedureDefaults,
+    TensorSpec,
+    WeightsSource,
+    sha256_file,
+)
+
+log = logging.getLogger("vreyesam.export")
+
+MODEL_NAME = "vreyesam-sam2-hiera-s"
+OPSET = 17
+GOLDEN_POINTS = 4
+GOLDEN_TOLERANCE = {"logits_relative_error": 1e-2, "scores_max_abs_error": 1e-2}
+CALIBRATION_SEED = 20251127
+# Built-in calibration set: (width, height, mode) of synthetic eye images, VRBiom size first.
+CALIBRATION_SHAPES = ((400, 300, "nir"), (400, 300, "rgb"), (640, 480, "nir"), (300, 400, "rgb"))
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class ExportError(Exception):
+    """The export cannot complete; nothing was written. The message is one safe line."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    out_dir: Path
+    weights_source: str = weights.DEFAULT_SOURCE
+    sha256: str | None = None
+    random_weights: bool = False
+    seed: int = 0
+    calibration_dir: Path | None = None
+    force: bool = False
+    thresholds: fidelity.Thresholds = field(default_factory=fidelity.Thresholds)
+
+
+def _load_model(request: ExportRequest) -> tuple[torch.nn.Module, WeightsSource]:
+    if request.random_weights:
+        source = WeightsSource(
+            kind="random",
+            id=f"random:seed={request.seed}",
+            sha256=None,
+            random_weights=True,
+            seed=request.seed,
+        )
+        return model.build_random(request.seed), source
+    weights_file = weights.fetch_weights(request.weights_source, weights.normalize_sha256(request.sha256))
+    state = weights.load_state(weights_file.path)
+    sam = model.build_sam2_hiera_s()
+    model.load_state_dict_strict(sam, state)
+    source = WeightsSource(
+        kind=weights_file.kind, id=weights_file.source_id, sha256=weights_file.sha256, random_weights=False
+    )
+    return sam, source
+
+
+def _fold(path: Path) -> None:
+    """Fold constant subgraphs, notably the `If` nodes tracing leaves in the positional embedding:
+    data-independent branches that onnxruntime would otherwise resolve at load time."""
+    folded = optimizer.optimize(onnx.load(str(path)))
+    if any(node.op_type == "If" for node in folded.graph.node):
+        raise ExportError(f"{path.name} still holds data-dependent If nodes after folding")
+    onnx.save(folded, str(path))
+
+
+_ONNX_TYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.FLOAT16: "float16",
+}
+
+
+def _specs(values: list[onnx.ValueInfoProto]) -> list[TensorSpec]:
+    specs = []
+    for value in values:
+        tensor = value.type.tensor_type
+        shape = [dim.dim_param or dim.dim_value for dim in tensor.shape.dim]
+        specs.append(
+            TensorSpec(
+                name=value.name, dtype=_ONNX_TYPES.get(tensor.elem_type, str(tensor.elem_type)), shape=shape
+            )
+        )
+    return specs
+
+
+def _artifact(path: Path) -> Artifact:
+    inputs: list[TensorSpec] = []
+    outputs: list[TensorSpec] = []
+    if path.suffix == ".onnx":
+        graph = onnx.load(str(path), load_external_data=False).graph
+        inputs, outputs = _specs(list(graph.input)), _specs(list(graph.output))
+    return Artifact(
+        file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size, inputs=inputs, outputs=outputs
+    )
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "sam2", "onnx", "onnxruntime", "onnxscript", "numpy", "opencv-python-headless"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _golden_sample(reference: TorchReference, prep: Preprocessing) -> golden.GoldenSample:
+    _, image, _ = synth.generate(seed=CALIBRATION_SEED, n=1, width=128, height=96, mode="nir")[0]
+    fitted = preprocess.fit_image(image, prep.fit_size)
+    fitted_hw = (fitted.shape[0], fitted.shape[1])
+    points = procedure.sample_points(fitted_hw, GOLDEN_POINTS, seed=0)
+    logits, scores = reference.decode(
+        reference.features(fitted), procedure.to_model_frame(points, fitted_hw, prep.image_size)
+    )
+    return golden.GoldenSample(
+        image=image, points=points, low_res_logits=logits.numpy(), scores=scores.numpy()
+    )
+
+
+def calibration_images(calibration_dir: Path | None) -> list[tuple[str, np.ndarray]]:
+    images = []
+    for index, (width, height, mode) in enumerate(CALIBRATION_SHAPES):
+        name, image, _ = synth.generate(
+            seed=CALIBRATION_SEED + index, n=1, width=width, height=height, mode=mode
+        )[0]
+        images.append((f"synthetic/{name}-{width}x{height}-{mode}", image))
+    if calibration_dir is not None:
+        files = sorted(p for p in calibration_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ExportError("--calibration folder holds no images")
+        for path in files:
+            try:
+                images.append((f"calibration/{path.name}", read_image_file(path)))
+            except ImageInputError as exc:
+                raise ExportError(f"calibration image {path.name}: {exc.message}") from None
+    return images
+
+
+def _manifest(
+    source: WeightsSource, artifacts: dict[str, Artifact], fidelity_report: dict[str, object]
+) -> Manifest:
+    version = f"random-seed{source.seed}" if source.random_weights else f"sha256-{(source.sha256 or '')[:12]}"
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        model_name=MODEL_NAME,
+        model_version=version,
+        sam2_config=model.SAM2_CONFIG,
+        source=source,
+        opset=OPSET,
+        precision="fp32",
+        artifacts=artifacts,
+        preprocessing=Preprocessing(),
+        procedure=ProcedureDefaults(),
+        fidelity=fidelity_report,
+        golden_tolerance=dict(GOLDEN_TOLERANCE),
+        tools=_tool_versions(),
+    )
+
+
+def _install(staging: Path, out_dir: Path, force: bool) -> None:
+    """Move the finished staging directory into place; an existing one is replaced only with force."""
+    if out_dir.exists():
+        if not force:
+            raise ExportError(f"{out_dir.name} already exists; pass --force to replace it")
+        retired = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(retired, ignore_errors=True)
+        out_dir.rename(retired)
+        staging.rename(out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out_dir)
+
+
+def export_model(request: ExportRequest, progress: Callable[[str], None] = log.info) -> Manifest:
+    out_dir = request.out_dir
+    if out_dir.exists() and not request.force:
+        raise ExportError(f"{out_dir.name} already exists; pass --force to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sam, source = _load_model(request)
+    except model.WeightsError as exc:
+        raise ExportError(str(exc)) from None
+    prep = Preprocessing()
+    reference = TorchReference(sam, prep)
+    images = calibration_images(request.calibration_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        progress("exporting the ONNX graphs")
+        exported = graphs.export_graphs(sam, staging, OPSET)
+        for path in (exported.encoder, exported.decoder):
+            _fold(path)
+        progress("recording the golden sample")
+        golden.save_golden(staging / "golden.npz", _golden_sample(reference, prep))
+        artifacts = {
+            ENCODER: _artifact(exported.encoder),
+            DECODER: _artifact(exported.decoder),
+            GOLDEN: _artifact(staging / "golden.npz"),
+        }
+        (staging / MANIFEST_NAME).write_text(_manifest(source, artifacts, {}).to_json(), encoding="utf-8")
+        try:
+            segmenter = load_segmenter(staging, LoadOptions(device="cpu", allow_random_weights=True))
+        except ModelLoadError as exc:
+            raise ExportError(f"exported model failed to load: {exc}") from None
+        progress(f"fidelity gate on {len(images)} calibration images")
+        results = [fidelity.measure_image(name, image, segmenter, reference) for name, image in images]
+        problems = fidelity.failures(results, request.thresholds)
+        manifest = _manifest(source, artifacts, fidelity.report(results, request.thresholds, not problems))
+        if problems:
+            raise ExportError("fidelity gate failed: " + "; ".join(problems))
+        (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        staging.chmod(0o755)
+        _install(staging, out_dir, request.force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest

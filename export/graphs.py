@@ -1,0 +1,135 @@
+"""The two exported graphs: one nn.Module wrapper each, and the ONNX export of both.
+
+The encoder graph does all per-image work (Hiera trunk, FPN neck, conv_s0/conv_s1 projections of the
+high-resolution features, `no_mem_embed`), exactly as `SAM2ImagePredictor.set_image` does, so the
+per-prompt decoder stays cheap. The decoder graph takes any number N of single-point prompts and returns
+only what the VREyeSAM procedure reads: the first multimask output (`masks[:, 0]`) and its score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ENCODER_INPUTS = ("image",)
+ENCODER_OUTPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1")
+DECODER_INPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1", "point_coords", "point_labels")
+DECODER_OUTPUTS = ("low_res_logits", "scores")
+# The one table of dynamic axes: images in a batch, prompts per call.
+DYNAMIC_AXES = {
+    "image": {0: "batch"},
+    "image_embed_enc": {0: "batch"},
+    "point_coords": {0: "prompts"},
+    "point_labels": {0: "prompts"},
+    "low_res_logits": {0: "prompts"},
+    "scores": {0: "prompts"},
+}
+# Feature-map sizes of SAM2 at 1024x1024 input (strides 16, 4, 8).
+FEATURE_SHAPES = {
+    "image_embed": (256, 64, 64),
+    "high_res_feats_0": (32, 256, 256),
+    "high_res_feats_1": (64, 128, 128),
+}
+
+
+class ImageEncoder(nn.Module):
+    """Bx3x1024x1024 normalised image -> image_embed Bx256x64x64, high-res feats Bx32x256x256, Bx64x128x128."""
+
+    def __init__(self, sam_model: nn.Module) -> None:
+        super().__init__()
+        self.model = sam_model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        backbone_out = self.model.forward_image(image)
+        _, vision_feats, _, _ = self.model._prepare_backbone_features(backbone_out)
+        if self.model.directly_add_no_mem_embed:
+            vision_feats[-1] = vision_feats[-1] + self.model.no_mem_embed
+        batch = image.shape[0]
+        sizes = [
+            FEATURE_SHAPES["high_res_feats_0"],
+            FEATURE_SHAPES["high_res_feats_1"],
+            FEATURE_SHAPES["image_embed"],
+        ]
+        # HWxBxC -> BxCxHxW, as SAM2ImagePredictor.set_image reshapes them.
+        feats = [feat.permute(1, 2, 0).reshape(batch, *size) for feat, size in zip(vision_feats, sizes, strict=True)]
+        return feats[2], feats[0], feats[1]
+
+
+class PromptDecoder(nn.Module):
+    """One image's features + N single-point prompts -> first multimask logits Nx256x256 and scores N.
+
+    point_coords: Nx1x2 float (x, y) in the 1024x1024 model frame; point_labels: Nx1 int32 (1 = foreground).
+    """
+
+    def __init__(self, sam_model: nn.Module) -> None:
+        super().__init__()
+        self.prompt_encoder = sam_model.sam_prompt_encoder
+        self.mask_decoder = sam_model.sam_mask_decoder
+
+    def forward(
+        self,
+        image_embed: torch.Tensor,
+        high_res_feats_0: torch.Tensor,
+        high_res_feats_1: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sparse, dense = self.prompt_encoder(points=(point_coords, point_labels), boxes=None, masks=None)
+        low_res_masks, iou_predictions, _, _ = self.mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            repeat_image=True,
+            high_res_features=[high_res_feats_0, high_res_feats_1],
+        )
+        return low_res_masks[:, 0], iou_predictions[:, 0]
+
+
+@dataclass(frozen=True)
+class ExportedGraphs:
+    encoder: Path
+    decoder: Path
+
+
+def _example_inputs(n_prompts: int) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    feats = [torch.randn(1, *FEATURE_SHAPES[name], generator=generator) for name in ENCODER_OUTPUTS]
+    coords = torch.randint(0, 1024, (n_prompts, 1, 2), generator=generator).float()
+    labels = torch.ones(n_prompts, 1, dtype=torch.int32)
+    return (*feats, coords, labels)
+
+
+def export_graphs(sam_model: nn.Module, out_dir: Path, opset: int) -> ExportedGraphs:
+    """Trace both wrappers to ONNX (TorchScript exporter: its graphs are verified against torch here)."""
+    encoder_path = out_dir / "encoder.onnx"
+    decoder_path = out_dir / "decoder.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            ImageEncoder(sam_model).eval(),
+            (torch.zeros(1, 3, 1024, 1024),),
+            str(encoder_path),
+            input_names=list(ENCODER_INPUTS),
+            output_names=list(ENCODER_OUTPUTS),
+            dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in ENCODER_OUTPUTS}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        # Traced with several prompts so that no prompt count is baked into the graph.
+        torch.onnx.export(
+            PromptDecoder(sam_model).eval(),
+            _example_inputs(n_prompts=3),
+            str(decoder_path),
+            input_names=list(DECODER_INPUTS),
+            output_names=list(DECODER_OUTPUTS),
+            dynamic_axes={
+                name: {0: "prompts"} for name in ("point_coords", "point_labels", *DECODER_OUTPUTS)
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
+    return ExportedGraphs(encoder=encoder_path, decoder=decoder_path)

@@ -1,0 +1,74 @@
+"""Model directory -> ready Segmenter: verify, build sessions, self-test. Any failure refuses to load."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from vreyesam.runtime import golden
+from vreyesam.runtime.manifest import (
+    DECODER,
+    ENCODER,
+    GOLDEN,
+    Manifest,
+    ManifestError,
+    load_verified_manifest,
+)
+from vreyesam.runtime.segmenter import Segmenter
+from vreyesam.runtime.sessions import (
+    CPU_PROVIDER,
+    Device,
+    DeviceUnavailable,
+    SessionConfig,
+    create_session,
+    resolve_providers,
+)
+
+log = logging.getLogger("vreyesam.runtime")
+
+
+class ModelLoadError(Exception):
+    """The model directory cannot be served; the message is safe to print (no paths, no secrets)."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: Device = "auto"
+    intra_op_threads: int = 0
+    # Prompts per decoder call; 0 = by provider: 1 on CPU (measured faster), all prompts at once on GPU.
+    decoder_batch: int = 0
+    allow_random_weights: bool = False
+    self_test: bool = True
+
+
+def _read_artifact(model_dir: Path, manifest: Manifest, role: str) -> bytes:
+    return (model_dir / manifest.artifacts[role].file).read_bytes()
+
+
+def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
+    try:
+        manifest = load_verified_manifest(model_dir)
+    except ManifestError as exc:
+        raise ModelLoadError(f"model directory failed verification: {exc}") from None
+    if manifest.source.random_weights and not options.allow_random_weights:
+        raise ModelLoadError(
+            "model was exported with random weights (a demo); set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"
+        )
+    try:
+        providers = resolve_providers(options.device)
+        config = SessionConfig(device=options.device, intra_op_threads=options.intra_op_threads)
+        encoder = create_session(_read_artifact(model_dir, manifest, ENCODER), providers, config)
+        decoder = create_session(_read_artifact(model_dir, manifest, DECODER), providers, config)
+    except DeviceUnavailable as exc:
+        raise ModelLoadError(str(exc)) from None
+    decoder_batch = options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else 64)
+    segmenter = Segmenter(manifest=manifest, encoder=encoder, decoder=decoder, decoder_batch=decoder_batch)
+    if options.self_test:
+        sample = golden.load_golden(_read_artifact(model_dir, manifest, GOLDEN))
+        try:
+            errors = golden.run_golden(segmenter, sample)
+        except golden.GoldenMismatch as exc:
+            raise ModelLoadError(str(exc)) from None
+        log.info("golden self-test passed on %s: %s", segmenter.provider, errors)
+    return segmenter
