@@ -74,6 +74,11 @@ FROM model AS model-source
 # The serving venv is built in a stage of its own, so the source tree, pip and setuptools stay out of
 # the final image's layers. Same base image and same path (/opt/venv), so the venv is valid when copied.
 FROM ${BASE_IMAGE} AS serve-venv
+# The service account (uid/gid 10001, owns nothing in the image) is created here too, and the final stage
+# takes /etc/passwd and /etc/group from this stage (same base image: the files differ by that one line).
+RUN groupadd --system --gid 10001 vreyesam \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin vreyesam
 # cpu -> onnxruntime, gpu -> onnxruntime-gpu with CUDA/cuDNN wheels; never both.
 ARG RUNTIME=cpu
 ENV PIP_NO_CACHE_DIR=1 \
@@ -91,12 +96,12 @@ RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; e
  && /opt/venv/bin/pip uninstall -y pip setuptools \
  && rm -rf /src /root/.cache
 
+# The final stage runs nothing (no RUN): it is the base image plus three COPY layers, so nothing a build
+# host mounts into RUN steps (package mirrors, pip configuration) can leave a trace in it.
+# Hugging Face Spaces run containers as uid 1000 instead of 10001: that works the same, since everything
+# the service needs is world-readable and HOME/TMPDIR point at /tmp.
 FROM ${BASE_IMAGE} AS serve
-# uid/gid 10001: owns nothing in the image. Hugging Face Spaces run containers as uid 1000: works the
-# same, since everything it needs is world-readable and HOME/TMPDIR point at /tmp.
-RUN groupadd --system --gid 10001 vreyesam \
- && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
-        --shell /usr/sbin/nologin vreyesam
+COPY --from=serve-venv /etc/passwd /etc/group /etc/
 COPY --from=serve-venv /opt/venv /opt/venv
 # Root-owned, 0444 files in 0555 directories (set by the model stage): the service cannot change them.
 COPY --from=model-source /model /opt/vreyesam/model

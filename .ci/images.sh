@@ -425,8 +425,8 @@ smoke_run() { # serve IMAGE's model over HTTP and segment a PNG
     local c
     c=$(B from --quiet --pull-never "$image")
     CONTAINERS+=("$c")
-    if B run "$c" -- python3 -c 'import torch' >/dev/null 2>&1; then die "$image: import torch works"; fi
-    B run "$c" -- python3 -c '
+    if B run --isolation chroot "$c" -- python3 -c 'import torch' >/dev/null 2>&1; then die "$image: import torch works"; fi
+    B run --isolation chroot "$c" -- python3 -c '
 import os, sys
 p = os.environ["VREYESAM_MODEL_DIR"]
 assert os.getuid() != 0, "running as root"

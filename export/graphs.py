@@ -8,6 +8,7 @@ only what the VREyeSAM procedure reads: the first multimask output (`masks[:, 0]
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,11 @@ def export_graphs(sam_model: nn.Module, out_dir: Path, opset: int) -> ExportedGr
     """Trace both wrappers to ONNX (TorchScript exporter: its graphs are verified against torch here)."""
     encoder_path = out_dir / "encoder.onnx"
     decoder_path = out_dir / "decoder.onnx"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Known and reviewed: the legacy exporter's (and its internals') deprecation notices, and tracer
+        # notes about Python branches on shapes fixed at 1024x1024 input (the gate checks the traced graph).
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             ImageEncoder(sam_model).eval(),
             (torch.zeros(1, 3, 1024, 1024),),

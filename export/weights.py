@@ -11,6 +11,7 @@ import hashlib
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,10 +102,19 @@ def fetch_weights(source: str, expected_sha256: str | None) -> WeightsFile:
     return WeightsFile(path=path, kind=kind, source_id=source_id, sha256=digest)
 
 
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container, or a bare (legacy) pickle
+
+
 def load_state(path: Path) -> object:
     """torch.load with weights_only=True; unsafe or corrupt files become a one-line WeightsError."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head.startswith(_CHECKPOINT_MAGIC):
+        raise WeightsError("weights file is not a readable PyTorch checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unpickler's protocol notes; refusals still raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise WeightsError(
             "weights file holds Python objects that safe loading refuses (weights_only=True); "

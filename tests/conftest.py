@@ -1,0 +1,55 @@
+"""Shared fixtures: one exported model directory per test session, and an isolated environment.
+
+The model directory is exported once with random weights (seed 0) by the real exporter, or taken from
+VREYESAM_TEST_MODEL_DIR — how CI hands the builder stage's export to the torch-free serving stage.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+MODEL_DIR_ENV = "VREYESAM_TEST_MODEL_DIR"
+RANDOM_SEED = 0
+HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("sam2") is not None
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings come from the environment: no test sees another's or the developer's variables."""
+    for name in list(os.environ):
+        if name.startswith("VREYESAM_") and name != MODEL_DIR_ENV or name in {"HF_TOKEN", "PORT"}:
+            monkeypatch.delenv(name)
+    yield
+
+
+def _export_model(out_dir: Path) -> None:
+    from vreyesam.export.builder import ExportRequest, export_model
+
+    export_model(ExportRequest(out_dir=out_dir, random_weights=True, seed=RANDOM_SEED))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weights (seed 0) model directory made by `vreyesam export`."""
+    given = os.environ.get(MODEL_DIR_ENV)
+    if given:
+        path = Path(given)
+        assert (path / "manifest.json").is_file(), f"{MODEL_DIR_ENV} does not hold a model directory"
+        return path
+    if not HAS_TORCH:
+        pytest.fail(f"no model directory: set {MODEL_DIR_ENV} or run in the builder environment (torch, sam2)")
+    out_dir = tmp_path_factory.mktemp("export") / "model"
+    _export_model(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def segmenter(model_dir: Path):  # noqa: ANN201 - the runtime type is imported lazily
+    from vreyesam.runtime.loader import LoadOptions, load_segmenter
+
+    return load_segmenter(model_dir, LoadOptions(device="cpu", allow_random_weights=True))

@@ -1,0 +1,63 @@
+"""The model directory the exporter writes: complete, pinned, and free of local details."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from pathlib import Path
+
+from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_file
+
+
+def test_every_artifact_is_pinned(model_dir: Path) -> None:
+    manifest = read_manifest(model_dir)
+    assert set(manifest.artifacts) == {"encoder", "decoder", "golden"}
+    listed = {artifact.file for artifact in manifest.artifacts.values()}
+    assert listed | {MANIFEST_NAME} == {p.name for p in model_dir.iterdir()}
+    for artifact in manifest.artifacts.values():
+        assert sha256_file(model_dir / artifact.file) == artifact.sha256
+        assert (model_dir / artifact.file).stat().st_size == artifact.bytes
+
+
+def test_random_weights_are_recorded(model_dir: Path) -> None:
+    manifest = read_manifest(model_dir)
+    assert manifest.source.random_weights is True
+    assert manifest.source.kind == "random"
+    assert manifest.source.sha256 is None
+    assert manifest.model_version == "random-seed0"
+
+
+def test_contract_fields(model_dir: Path) -> None:
+    manifest = read_manifest(model_dir)
+    assert manifest.sam2_config == "configs/sam2/sam2_hiera_s.yaml"
+    assert (manifest.opset, manifest.precision) == (17, "fp32")
+    assert (manifest.procedure.points, manifest.procedure.threshold, manifest.procedure.seed) == (30, 0.2, 0)
+    assert manifest.preprocessing.mean == (0.485, 0.456, 0.406)
+    decoder_inputs = {spec.name: spec.shape for spec in manifest.artifacts["decoder"].inputs}
+    assert decoder_inputs["point_coords"] == ["prompts", 1, 2]
+    assert manifest.fidelity["passed"] is True
+    assert manifest.fidelity["worst"]["final_mask_iou"] >= 0.999
+    assert manifest.fidelity["worst"]["logits_relative_error"] <= 1e-4
+    assert {"torch", "sam2", "onnx", "onnxruntime", "python"} <= set(manifest.tools)
+
+
+def test_no_local_paths_user_or_token(model_dir: Path) -> None:
+    text = (model_dir / MANIFEST_NAME).read_text()
+    values: list[str] = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+        elif isinstance(node, str):
+            values.append(node)
+
+    collect(json.loads(text))
+    assert not [v for v in values if v.startswith(("/", "~")) or "\\" in v]
+    assert str(model_dir) not in text and str(Path.home()) not in text
+    assert f'"{getpass.getuser()}"' not in text
+    assert "hf_" not in text and os.environ.get("HF_TOKEN", "unset-token") not in text
