@@ -243,7 +243,7 @@ build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]
         local p
         for p in $MOUNTS; do [[ -e $p ]] && args+=(-v "$p:$p:ro"); done
         log "buildah bud ${args[*]}"
-        B bud --isolation chroot --format docker --layers "${args[@]}" .
+        B bud --isolation chroot --format docker --layers="${BUILDAH_LAYERS:-false}" "${args[@]}" .
     fi
 }
 
