@@ -1,0 +1,138 @@
+"""Every runtime setting, read from the environment in one place, with safe defaults.
+
+Command-line flags override the environment; the environment overrides the defaults below. Secrets
+(API keys, the model key) are read from files named here, never from the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from vreyesam.runtime.decode import DecodeLimits
+from vreyesam.runtime.loader import LoadOptions
+from vreyesam.runtime.sessions import DEVICES, Device
+
+MiB = 1024 * 1024
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path | None = None  # VREYESAM_MODEL_DIR
+    host: str = "127.0.0.1"  # VREYESAM_HOST: loopback unless told otherwise (the container sets 0.0.0.0)
+    port: int = 8000  # VREYESAM_PORT, else PORT (set by Hugging Face Spaces), else 8000
+    workers: int = 1  # VREYESAM_WORKERS: server processes, each with its own copy of the model
+    device: Device = "auto"  # VREYESAM_DEVICE: auto | cpu | cuda
+    threads: int = 0  # VREYESAM_THREADS: onnxruntime intra-op threads (0 = one per core)
+    decoder_batch: int = 0  # VREYESAM_DECODER_BATCH: prompts per decoder call (0 = by provider)
+    allow_random_weights: bool = False  # VREYESAM_ALLOW_RANDOM_WEIGHTS: serve a random-weights demo model
+    enable_docs: bool = False  # VREYESAM_ENABLE_DOCS: OpenAPI document and /docs, for development only
+    max_body_bytes: int = 10 * MiB  # VREYESAM_MAX_BODY_BYTES: request body cap, enforced while streaming
+    max_width: int = 8192  # VREYESAM_MAX_WIDTH: image width cap (read from the header before decoding)
+    max_height: int = 8192  # VREYESAM_MAX_HEIGHT
+    max_pixels: int = 40_000_000  # VREYESAM_MAX_PIXELS
+    max_concurrency: int = 1  # VREYESAM_MAX_CONCURRENCY: predictions running at once per process
+    max_queue: int = 8  # VREYESAM_MAX_QUEUE: predictions waiting; beyond it, 503 at once
+    queue_timeout_s: float = 30.0  # VREYESAM_QUEUE_TIMEOUT_S: longest wait for a slot before 503
+    api_keys_file: Path | None = None  # VREYESAM_API_KEYS_FILE: one key per line; unset = no auth
+    model_key_file: Path | None = None  # VREYESAM_MODEL_KEY_FILE: key of an encrypted model
+    shutdown_timeout_s: float = 30.0  # VREYESAM_SHUTDOWN_TIMEOUT_S: grace for in-flight requests on SIGTERM
+    log_level: str = "info"  # VREYESAM_LOG_LEVEL
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(max_width=self.max_width, max_height=self.max_height, max_pixels=self.max_pixels)
+
+    @property
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(
+            device=self.device,
+            intra_op_threads=self.threads,
+            decoder_batch=self.decoder_batch,
+            allow_random_weights=self.allow_random_weights,
+        )
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Apply command-line values; None means "not given"."""
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, kind: str, raw: str) -> object:
+    text = raw.strip()
+    try:
+        if kind == "bool":
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        if kind == "int":
+            value: object = int(text)
+            if int(text) < 0:
+                raise ValueError
+            return value
+        if kind == "float":
+            number = float(text)
+            if not number > 0:
+                raise ValueError
+            return number
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid value") from None
+    if kind == "path":
+        return Path(text) if text else None
+    return text
+
+
+_KINDS = {bool: "bool", int: "int", float: "float"}
+
+
+def _kind(field_type: object) -> str:
+    text = str(field_type)
+    if "Path" in text:
+        return "path"
+    for python_type, kind in _KINDS.items():
+        if text == python_type.__name__:
+            return kind
+    return "str"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for item in fields(Settings):
+        name = f"VREYESAM_{item.name.upper()}"
+        raw = env.get(name)
+        if raw is None and item.name == "port":
+            name, raw = "PORT", env.get("PORT")
+        if raw is not None:
+            values[item.name] = _parse(name, _kind(item.type), raw)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if settings.device not in DEVICES:
+        raise SettingsError(f"VREYESAM_DEVICE must be one of {', '.join(DEVICES)}")
+    if not 0 < settings.port < 65536:
+        raise SettingsError("VREYESAM_PORT must be between 1 and 65535")
+    for name in ("workers", "max_concurrency", "max_body_bytes", "max_width", "max_height", "max_pixels"):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"VREYESAM_{name.upper()} must be at least 1")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise SettingsError("VREYESAM_LOG_LEVEL must be debug, info, warning or error")
+
+
+def read_secret_lines(path: Path) -> list[str]:
+    """Non-empty, stripped lines of a secret file (comments with #)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
