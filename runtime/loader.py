@@ -24,6 +24,7 @@ from vreyesam.runtime.sessions import (
     create_session,
     resolve_providers,
 )
+from vreyesam.runtime.settings import Settings
 
 log = logging.getLogger("vreyesam.runtime")
 
@@ -40,6 +41,15 @@ class LoadOptions:
     decoder_batch: int = 0
     allow_random_weights: bool = False
     self_test: bool = True
+
+
+def load_options(settings: Settings) -> LoadOptions:
+    return LoadOptions(
+        device=settings.device,
+        intra_op_threads=settings.threads,
+        decoder_batch=settings.decoder_batch,
+        allow_random_weights=settings.allow_random_weights,
+    )
 
 
 def _read_artifact(model_dir: Path, manifest: Manifest, role: str) -> bytes:

@@ -2,6 +2,8 @@
 
 Command-line flags override the environment; the environment overrides the defaults below. Secrets
 (API keys, the model key) are read from files named here, never from the command line.
+This module imports no OpenCV: the server sets OpenCV's own image limits from these settings before
+cv2 is first imported.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from vreyesam.runtime.decode import DecodeLimits
-from vreyesam.runtime.loader import LoadOptions
 from vreyesam.runtime.sessions import DEVICES, Device
 
 MiB = 1024 * 1024
@@ -49,15 +50,6 @@ class Settings:
     @property
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(max_width=self.max_width, max_height=self.max_height, max_pixels=self.max_pixels)
-
-    @property
-    def load_options(self) -> LoadOptions:
-        return LoadOptions(
-            device=self.device,
-            intra_op_threads=self.threads,
-            decoder_batch=self.decoder_batch,
-            allow_random_weights=self.allow_random_weights,
-        )
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply command-line values; None means "not given"."""

@@ -1,0 +1,107 @@
+"""Wiring the app to uvicorn: pre-flight checks, the app factory, and the process lifecycle.
+
+SIGTERM (uvicorn's handler): stop accepting, let in-flight requests finish within
+VREYESAM_SHUTDOWN_TIMEOUT_S, exit 0. A model that fails its self-test stops the server with exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+from vreyesam.runtime.api import create_app
+from vreyesam.runtime.decode import configure_opencv_limits
+from vreyesam.runtime.loader import load_options, load_segmenter
+from vreyesam.runtime.manifest import ManifestError, load_verified_manifest
+from vreyesam.runtime.sessions import DeviceUnavailable, resolve_providers
+from vreyesam.runtime.settings import Settings, load_settings
+
+
+class StartupError(Exception):
+    """The server must not start; the message is safe to print (no paths, no secrets)."""
+
+
+def preflight(settings: Settings) -> None:
+    """Cheap checks before the port opens: integrity, random-weights policy, execution provider."""
+    if settings.model_dir is None or not settings.model_dir.is_dir():
+        raise StartupError("model directory not found")
+    try:
+        manifest = load_verified_manifest(settings.model_dir)
+    except ManifestError as exc:
+        raise StartupError(f"model directory failed verification: {exc}") from None
+    if manifest.source.random_weights and not settings.allow_random_weights:
+        raise StartupError(
+            "model was exported with random weights (a demo); set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"
+        )
+    try:
+        resolve_providers(settings.device)
+    except DeviceUnavailable as exc:
+        raise StartupError(str(exc)) from None
+
+
+def build_app(settings: Settings, on_load_failure: Callable[[], None]) -> FastAPI:
+    model_dir = settings.model_dir
+    if model_dir is None:
+        raise StartupError("model directory not set")
+    return create_app(
+        settings,
+        lambda: load_segmenter(model_dir, load_options(settings)),
+        on_load_failure=on_load_failure,
+    )
+
+
+def _stop_this_process() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def app_from_env() -> FastAPI:
+    """App factory for multi-worker mode: each worker process reads the same environment."""
+    settings = load_settings()
+    configure_opencv_limits(settings.decode_limits)
+    return build_app(settings, on_load_failure=_stop_this_process)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, object]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "server_header": False,  # no server: header naming the software and its version
+        "access_log": False,  # the app logs each request itself, as structured JSON
+        "log_config": None,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "lifespan": "on",
+    }
+
+
+def run_server(settings: Settings) -> int:
+    if settings.workers > 1:
+        # Workers re-read settings from the environment: put command-line overrides there first.
+        os.environ.update(settings_environment(settings))
+        uvicorn.run(
+            "vreyesam.runtime.server:app_from_env", factory=True, workers=settings.workers, **_uvicorn_options(settings)
+        )  # type: ignore[arg-type]
+        return 0
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = build_app(settings, on_load_failure=stop)
+    server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(settings)))  # type: ignore[arg-type]
+    server.run()
+    return 1 if app.state.model.failed else 0
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The VREYESAM_* variables that reproduce these settings in a worker process."""
+    env = {}
+    for name, value in vars(settings).items():
+        if value is None:
+            continue
+        text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        env[f"VREYESAM_{name.upper()}"] = text
+    return env
