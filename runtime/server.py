@@ -92,6 +92,10 @@ def run_server(settings: Settings) -> int:
 
     app = build_app(settings, on_load_failure=stop)
     server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(settings)))  # type: ignore[arg-type]
+    # uvicorn handles SIGTERM gracefully, then restores the previous handler and re-raises the signal,
+    # which would end the process "killed by SIGTERM". With SIG_IGN as the previous handler the re-raise
+    # is a no-op, so a completed graceful shutdown exits 0 as orchestrators expect.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     server.run()
     return 1 if app.state.model.failed else 0
 

@@ -22,7 +22,7 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.fin
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings come from the environment: no test sees another's or the developer's variables."""
     for name in list(os.environ):
-        if name.startswith("VREYESAM_") and name != MODEL_DIR_ENV or name in {"HF_TOKEN", "PORT"}:
+        if (name.startswith("VREYESAM_") and name != MODEL_DIR_ENV) or name in {"HF_TOKEN", "PORT"}:
             monkeypatch.delenv(name)
     yield
 
@@ -49,7 +49,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def segmenter(model_dir: Path):  # noqa: ANN201 - the runtime type is imported lazily
+def segmenter(model_dir: Path):
     from vreyesam.runtime.loader import LoadOptions, load_segmenter
 
     return load_segmenter(model_dir, LoadOptions(device="cpu", allow_random_weights=True))

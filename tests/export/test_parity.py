@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-from tests.conftest import RANDOM_SEED
-from tests.export.reference_procedure import ReferenceResult, run_reference
 from vreyesam.export.fidelity import iou
 from vreyesam.export.model import build_random
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import preprocess, procedure, synth
 from vreyesam.runtime.decode import decode_image
 from vreyesam.runtime.segmenter import Prediction
+
+from tests.conftest import RANDOM_SEED
+from tests.export.reference_procedure import ReferenceResult, run_reference
 
 # name -> (width, height, channels written to the PNG file)
 CASES = {

@@ -1,0 +1,437 @@
+"""`vreyesam predict`: segment image files and folders into PNG masks, with a summary CSV.
+
+For each input image OUT gets binary/<stem>.png (0/255), probability/<stem>.png (0-255 gray),
+uncertainty/<stem>.png (PLASMA colour map) and, with --overlay, overlay/<stem>.png; OUT/summary.csv has
+one row per input. Every file is written atomically (temporary file + os.replace), so an interrupted run
+leaves no half-written file and `--resume` can pick up where it stopped.
+
+Exit codes: 0 every input segmented (or skipped by --resume); 1 some input failed (each is named on
+stderr, the others are still segmented) or the model failed to load; 2 nothing was started: a usage
+error, a missing model directory or INPUT, no images found, an unusable OUT.
+
+OpenCV reads its own image-size limits from the environment once, when cv2 is first imported, so `run`
+sets them from the settings before anything imports cv2: the modules that do (render, synth, loader,
+segmenter) are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+from vreyesam.runtime.decode import (
+    DEFAULT_LIMITS,
+    DecodeLimits,
+    ImageInputError,
+    configure_opencv_limits,
+    read_image_file,
+)
+from vreyesam.runtime.sessions import DEVICES
+from vreyesam.runtime.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from vreyesam.runtime.segmenter import Prediction, PredictOptions, Segmenter
+
+PROG = "vreyesam predict"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+OUTPUT_KINDS = ("binary", "probability", "uncertainty")
+OVERLAY = "overlay"
+SUMMARY_NAME = "summary.csv"
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+TIMED_STAGES = ("preprocess", "encoder", "decoder", "postprocess", "total")
+COLUMNS = (
+    "input",
+    "stem",
+    "width",
+    "height",
+    "status",
+    "error",
+    "coverage_percent",
+    "area_px",
+    "score_mean",
+    "score_max",
+    *(f"{stage}_ms" for stage in TIMED_STAGES),
+)
+# summary.csv is rewritten at the end of a run and at most this often during it, so that even a killed
+# run keeps most of its rows for --resume without rewriting a long CSV after every image.
+_SAVE_INTERVAL_S = 10.0
+
+Row = dict[str, str]
+
+
+class UsageError(Exception):
+    """Nothing can be started; the message is printed as one line and the exit code is 2."""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path  # where to read it: the INPUT joined with `relative`
+    relative: Path  # relative to the INPUT it came from; the file name for a file INPUT
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+def find_inputs(inputs: Sequence[Path], recursive: bool = False, exclude: Path | None = None) -> list[InputFile]:
+    """Candidate images of the INPUTs, in order: a file as given, a folder's images sorted by path.
+
+    A folder's files are chosen by suffix (IMAGE_SUFFIXES, any case), leaving out hidden files and folders
+    and anything under `exclude` (the output folder, which a recursive walk would otherwise read back).
+    A file named explicitly is taken whatever its suffix: decoding judges it by its bytes.
+    Raises UsageError for an INPUT that does not exist.
+    """
+    excluded = exclude.resolve() if exclude is not None else None
+    found: list[InputFile] = []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            found += _folder_images(given, recursive, excluded)
+        elif given.is_file():
+            found.append(InputFile(given, Path(given.name)))
+        else:
+            raise UsageError(f"input {given} does not exist")
+    return found
+
+
+def _folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[InputFile]:
+    images = []
+    for path in folder.rglob("*") if recursive else folder.iterdir():
+        relative = path.relative_to(folder)
+        if path.suffix.lower() not in IMAGE_SUFFIXES or any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and not (exclude is not None and path.resolve().is_relative_to(exclude)):
+            images.append(InputFile(path, relative))
+    return sorted(images, key=lambda image: image.relative.as_posix())
+
+
+# ---------------------------------------------------------------- one image
+
+
+def predict_file(
+    segmenter: Segmenter, path: Path, options: PredictOptions, limits: DecodeLimits = DEFAULT_LIMITS
+) -> tuple[np.ndarray, Prediction]:
+    """Decode an image file (judged by its bytes, within `limits`) and segment it: (HxWx3 RGB, Prediction).
+
+    Raises ImageInputError when the file is not an acceptable image, OSError when it cannot be read.
+    """
+    image = read_image_file(path, limits)
+    return image, segmenter.predict(image, options)
+
+
+def output_pngs(prediction: Prediction, image: np.ndarray | None = None) -> dict[str, bytes]:
+    """PNG bytes per output kind (OUTPUT_KINDS, plus OVERLAY when the RGB `image` is given).
+
+    These are exactly the bytes the command line writes, so another front end (the HTTP API) answering
+    with them gives the same files for the same image and options.
+    """
+    from vreyesam.runtime import render  # imports cv2: see the module docstring
+
+    pngs = {
+        "binary": render.mask_png(prediction.binary),
+        "probability": render.probability_png(prediction.probability),
+        "uncertainty": render.encode_png(render.uncertainty_colormap(prediction.uncertainty)),
+    }
+    if image is not None:
+        pngs[OVERLAY] = render.encode_png(render.overlay(image, prediction.binary))
+    return pngs
+
+
+def output_path(out_dir: Path, kind: str, stem: str) -> Path:
+    return out_dir / kind / f"{stem}.png"
+
+
+def write_outputs(
+    out_dir: Path, stem: str, prediction: Prediction, image: np.ndarray, overlay: bool = False
+) -> list[Path]:
+    """Write OUT/<kind>/<stem>.png for every output kind, each atomically; returns the paths written."""
+    from vreyesam.runtime.synth import write_bytes_atomic  # imports cv2: see the module docstring
+
+    written = []
+    for kind, data in output_pngs(prediction, image if overlay else None).items():
+        path = output_path(out_dir, kind, stem)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------- summary.csv
+
+
+def summary_row(item: InputFile, status: str, error: str = "", prediction: Prediction | None = None) -> Row:
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(input=item.relative.as_posix(), stem=item.stem, status=status, error=error)
+    if prediction is not None:
+        row.update(_prediction_fields(prediction))
+    return row
+
+
+def _prediction_fields(prediction: Prediction) -> Row:
+    height, width = prediction.binary.shape
+    stats = prediction.statistics
+    fields = {
+        "width": str(width),
+        "height": str(height),
+        "coverage_percent": f"{stats.coverage_percent:.4f}",
+        "area_px": str(stats.area_px),
+        "score_mean": f"{stats.score_mean:.6f}",
+        "score_max": f"{stats.score_max:.6f}",
+    }
+    fields.update({f"{stage}_ms": f"{prediction.timings_ms.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
+    return fields
+
+
+def read_summary(path: Path) -> list[Row]:
+    """Rows of an earlier summary.csv, [] when there is none.
+
+    Raises UsageError when the file exists but cannot be read as one: --resume would otherwise replace
+    it and lose the rows it holds.
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+        if not set(COLUMNS) <= set(reader.fieldnames or ()):
+            raise UsageError(f"{path} does not have the columns of a prediction summary; move it away")
+        return [{column: row.get(column) or "" for column in COLUMNS} for row in reader]
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"cannot read {path} ({exc}); move it away or run without --resume") from None
+
+
+def summary_csv(rows: list[Row]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def merge_rows(earlier: list[Row], current: list[Row]) -> list[Row]:
+    """This run's rows after the earlier rows of stems this run did not touch (so none of those is lost)."""
+    touched = {row["stem"] for row in current}
+    return [row for row in earlier if row["stem"] not in touched] + current
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Batch:
+    """One run over the inputs: segments, writes, and collects the summary rows."""
+
+    segmenter: Segmenter
+    options: PredictOptions
+    limits: DecodeLimits
+    out_dir: Path
+    overlay: bool = False
+    resume: bool = False
+    earlier: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # wall time of each image segmented
+    _claimed: set[str] = field(default_factory=set, init=False)  # casefolded stems given an output name
+
+    def process(self, item: InputFile) -> Row:
+        """Segment one input (or skip or fail it) and record its row."""
+        # casefold: on a case-insensitive file system A.png and a.png would overwrite each other's outputs.
+        key = item.stem.casefold()
+        if key in self._claimed:
+            row = summary_row(item, FAILED, "duplicate output name: an earlier input has the same file stem")
+        elif self.resume and self._outputs_exist(item.stem):
+            row = self._skipped(item)
+        else:
+            row = self._segment(item)
+        self._claimed.add(key)
+        self.rows.append(row)
+        return row
+
+    def _outputs_exist(self, stem: str) -> bool:
+        kinds = (*OUTPUT_KINDS, OVERLAY) if self.overlay else OUTPUT_KINDS
+        return all(output_path(self.out_dir, kind, stem).is_file() for kind in kinds)
+
+    def _skipped(self, item: InputFile) -> Row:
+        """A skipped input keeps the statistics of its earlier row, if there is one."""
+        row = summary_row(item, SKIPPED)
+        earlier = next((r for r in self.earlier if r["stem"] == item.stem and r["status"] != FAILED), None)
+        if earlier is not None:
+            row.update({column: earlier[column] for column in COLUMNS if column not in {"input", "status"}})
+        return row
+
+    def _segment(self, item: InputFile) -> Row:
+        start = time.perf_counter()
+        try:
+            image, prediction = predict_file(self.segmenter, item.path, self.options, self.limits)
+        except ImageInputError as exc:
+            return summary_row(item, FAILED, exc.message)
+        except OSError as exc:
+            return summary_row(item, FAILED, f"cannot read the file ({exc.strerror or exc})")
+        try:
+            write_outputs(self.out_dir, item.stem, prediction, image, self.overlay)
+        except OSError as exc:
+            return summary_row(item, FAILED, f"cannot write its outputs ({exc.strerror or exc})")
+        self.seconds.append(time.perf_counter() - start)
+        return summary_row(item, OK, prediction=prediction)
+
+    def save_summary(self) -> None:
+        from vreyesam.runtime.synth import write_bytes_atomic  # imports cv2: see the module docstring
+
+        rows = merge_rows(self.earlier, self.rows) if self.resume else self.rows
+        write_bytes_atomic(self.out_dir / SUMMARY_NAME, summary_csv(rows).encode("utf-8"))
+
+    def summary_line(self) -> str:
+        counts = {status: sum(row["status"] == status for row in self.rows) for status in (OK, SKIPPED, FAILED)}
+        noun = "image" if len(self.rows) == 1 else "images"
+        line = f"{len(self.rows)} {noun}: " + ", ".join(f"{count} {status}" for status, count in counts.items())
+        if self.seconds:
+            line += f"; mean {sum(self.seconds) / len(self.seconds):.2f} s per image"
+        return line
+
+    @property
+    def failed(self) -> bool:
+        return any(row["status"] == FAILED for row in self.rows)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment with the command line's flags over them; the model directory must exist."""
+    settings = load_settings().with_overrides(
+        model_dir=args.model, device=args.device, allow_random_weights=args.allow_random_weights
+    )
+    if settings.model_dir is None:
+        raise UsageError("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
+    if not settings.model_dir.is_dir():
+        raise UsageError(f"model directory {settings.model_dir} does not exist")
+    return settings
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool) -> list[Row]:
+    """Create OUT; with --resume, the rows of its earlier summary.csv."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {out_dir} ({exc.strerror or exc})") from None
+    return read_summary(out_dir / SUMMARY_NAME) if resume else []
+
+
+def _load(settings: Settings) -> Segmenter | None:
+    """The loaded model, or None after printing why it cannot be loaded."""
+    configure_opencv_limits(settings.decode_limits)  # before the first import of cv2 (below)
+    from vreyesam.runtime.loader import ModelLoadError, load_options, load_segmenter
+
+    assert settings.model_dir is not None  # checked by _settings
+    try:
+        return load_segmenter(settings.model_dir, load_options(settings))
+    except ModelLoadError as exc:
+        _error(str(exc))
+        return None
+
+
+def _run_batch(batch: Batch, inputs: list[InputFile]) -> None:
+    """Process every input with a progress bar, saving the summary now and then and at the end."""
+    last_save = time.monotonic()
+    progress = tqdm(inputs, desc="predict", unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
+    try:
+        for item in progress:
+            row = batch.process(item)
+            if row["status"] == FAILED:
+                # tqdm.write keeps the message from tearing the progress bar.
+                tqdm.write(f"{PROG}: {item.path}: {row['error']}", file=sys.stderr)
+            if time.monotonic() - last_save > _SAVE_INTERVAL_S:
+                batch.save_summary()
+                last_save = time.monotonic()
+    finally:
+        progress.close()
+        batch.save_summary()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+        inputs = find_inputs(args.inputs, args.recursive, exclude=args.out)
+        if not inputs:
+            raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        earlier = _prepare_out_dir(args.out, args.resume)
+    except (SettingsError, UsageError) as exc:
+        _error(str(exc))
+        return 2
+    segmenter = _load(settings)
+    if segmenter is None:
+        return 1
+    from vreyesam.runtime.segmenter import PredictOptions
+
+    options = PredictOptions(points=args.points, threshold=args.threshold, seed=args.seed)
+    batch = Batch(
+        segmenter=segmenter,
+        options=options,
+        limits=settings.decode_limits,
+        out_dir=args.out,
+        overlay=args.overlay,
+        resume=args.resume,
+        earlier=earlier,
+    )
+    try:
+        _run_batch(batch, inputs)
+    except OSError as exc:  # summary.csv could not be written
+        _error(f"cannot write {args.out / SUMMARY_NAME} ({exc.strerror or exc})")
+        return 1
+    except KeyboardInterrupt:
+        _error(f"interrupted after {len(batch.rows)} of {len(inputs)} images; run again with --resume")
+        return 130
+    print(batch.summary_line())
+    return 1 if batch.failed else 0
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer of at least {minimum}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files and folders of images")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--model", type=Path, help="model directory (default: $VREYESAM_MODEL_DIR)")
+    parser.add_argument("--recursive", action="store_true", help="also take images in subfolders of a folder")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip inputs whose outputs exist and keep the summary's earlier rows"
+    )
+    parser.add_argument("--overlay", action="store_true", help="also write the mask over the image")
+    parser.add_argument("--points", type=_at_least(1), help="prompt points per image (default: the model's)")
+    parser.add_argument("--threshold", type=_fraction, help="probability threshold (default: the model's)")
+    parser.add_argument("--seed", type=_at_least(0), help="seed of the prompt points (default: the model's)")
+    parser.add_argument("--device", choices=DEVICES, help="execution device (default: $VREYESAM_DEVICE or auto)")
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        default=None,  # None = not given: VREYESAM_ALLOW_RANDOM_WEIGHTS decides
+        help="accept a random-weights demo model",
+    )
