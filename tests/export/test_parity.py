@@ -14,6 +14,7 @@ import pytest
 import torch
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from vreyesam.export.fidelity import iou
+from vreyesam.export.meta_reference import ReferenceResult, run_reference
 from vreyesam.export.model import build_random
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import preprocess, procedure, synth
@@ -21,7 +22,6 @@ from vreyesam.runtime.decode import decode_image
 from vreyesam.runtime.segmenter import Prediction
 
 from tests.conftest import RANDOM_SEED
-from tests.export.reference_procedure import ReferenceResult, run_reference
 
 # name -> (width, height, channels written to the PNG file)
 CASES = {
