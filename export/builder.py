@@ -110,9 +110,7 @@ def _specs(values: list[onnx.ValueInfoProto]) -> list[TensorSpec]:
         tensor = value.type.tensor_type
         shape = [dim.dim_param or dim.dim_value for dim in tensor.shape.dim]
         specs.append(
-            TensorSpec(
-                name=value.name, dtype=_ONNX_TYPES.get(tensor.elem_type, str(tensor.elem_type)), shape=shape
-            )
+            TensorSpec(name=value.name, dtype=_ONNX_TYPES.get(tensor.elem_type, str(tensor.elem_type)), shape=shape)
         )
     return specs
 
@@ -123,9 +121,7 @@ def _artifact(path: Path) -> Artifact:
     if path.suffix == ".onnx":
         graph = onnx.load(str(path), load_external_data=False).graph
         inputs, outputs = _specs(list(graph.input)), _specs(list(graph.output))
-    return Artifact(
-        file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size, inputs=inputs, outputs=outputs
-    )
+    return Artifact(file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size, inputs=inputs, outputs=outputs)
 
 
 def _tool_versions() -> dict[str, str]:
@@ -146,17 +142,13 @@ def _golden_sample(reference: TorchReference, prep: Preprocessing) -> golden.Gol
     logits, scores = reference.decode(
         reference.features(fitted), procedure.to_model_frame(points, fitted_hw, prep.image_size)
     )
-    return golden.GoldenSample(
-        image=image, points=points, low_res_logits=logits.numpy(), scores=scores.numpy()
-    )
+    return golden.GoldenSample(image=image, points=points, low_res_logits=logits.numpy(), scores=scores.numpy())
 
 
 def calibration_images(calibration_dir: Path | None) -> list[tuple[str, np.ndarray]]:
     images = []
     for index, (width, height, mode) in enumerate(CALIBRATION_SHAPES):
-        name, image, _ = synth.generate(
-            seed=CALIBRATION_SEED + index, n=1, width=width, height=height, mode=mode
-        )[0]
+        name, image, _ = synth.generate(seed=CALIBRATION_SEED + index, n=1, width=width, height=height, mode=mode)[0]
         images.append((f"synthetic/{name}-{width}x{height}-{mode}", image))
     if calibration_dir is not None:
         files = sorted(p for p in calibration_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -170,9 +162,7 @@ def calibration_images(calibration_dir: Path | None) -> list[tuple[str, np.ndarr
     return images
 
 
-def _manifest(
-    source: WeightsSource, artifacts: dict[str, Artifact], fidelity_report: dict[str, object]
-) -> Manifest:
+def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_report: dict[str, object]) -> Manifest:
     version = f"random-seed{source.seed}" if source.random_weights else f"sha256-{(source.sha256 or '')[:12]}"
     return Manifest(
         schema_version=SCHEMA_VERSION,

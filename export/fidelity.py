@@ -54,9 +54,7 @@ def _errors(actual: Iterable[np.ndarray], expected: Iterable[torch.Tensor]) -> t
     return max_abs, max_abs / (scale or 1.0)
 
 
-def measure_image(
-    name: str, image_rgb: np.ndarray, segmenter: Segmenter, reference: TorchReference
-) -> ImageFidelity:
+def measure_image(name: str, image_rgb: np.ndarray, segmenter: Segmenter, reference: TorchReference) -> ImageFidelity:
     manifest = segmenter.manifest
     threshold = manifest.procedure.threshold
     prepared = segmenter.prepare(image_rgb)
@@ -99,9 +97,7 @@ def failures(results: list[ImageFidelity], thresholds: Thresholds) -> list[str]:
     problems = []
     for result in results:
         if not result.final_mask_iou >= thresholds.min_final_iou:
-            problems.append(
-                f"{result.name}: final mask IoU {result.final_mask_iou:.5f} < {thresholds.min_final_iou}"
-            )
+            problems.append(f"{result.name}: final mask IoU {result.final_mask_iou:.5f} < {thresholds.min_final_iou}")
         if not result.logits_relative_error <= thresholds.max_logits_relative_error:
             problems.append(
                 f"{result.name}: logits relative error {result.logits_relative_error:.2e} "

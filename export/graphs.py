@@ -131,9 +131,7 @@ def export_graphs(sam_model: nn.Module, out_dir: Path, opset: int) -> ExportedGr
             str(decoder_path),
             input_names=list(DECODER_INPUTS),
             output_names=list(DECODER_OUTPUTS),
-            dynamic_axes={
-                name: {0: "prompts"} for name in ("point_coords", "point_labels", *DECODER_OUTPUTS)
-            },
+            dynamic_axes={name: {0: "prompts"} for name in ("point_coords", "point_labels", *DECODER_OUTPUTS)},
             opset_version=opset,
             dynamo=False,
         )

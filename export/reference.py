@@ -36,9 +36,7 @@ class TorchReference:
         return self.encoder(self.encoder_input(fitted_rgb))
 
     @torch.no_grad()
-    def decode(
-        self, features: tuple[torch.Tensor, ...], model_points: np.ndarray
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, features: tuple[torch.Tensor, ...], model_points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         coords = torch.from_numpy(np.asarray(model_points, dtype=np.float32))
         labels = torch.ones(coords.shape[0], 1, dtype=torch.int32)
         return self.decoder(*features, coords, labels)
@@ -46,9 +44,7 @@ class TorchReference:
     @staticmethod
     def masks(low_res_logits: torch.Tensor, fitted_hw: tuple[int, int], threshold: float) -> torch.Tensor:
         """Nx256x256 -> Nxhxw bool, as SAM2Transforms.postprocess_masks then `> mask_threshold`."""
-        upscaled = F.interpolate(
-            low_res_logits[:, None], size=fitted_hw, mode="bilinear", align_corners=False
-        )
+        upscaled = F.interpolate(low_res_logits[:, None], size=fitted_hw, mode="bilinear", align_corners=False)
         return upscaled[:, 0] > threshold
 
     @staticmethod

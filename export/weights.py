@@ -80,9 +80,7 @@ def _download(source: str) -> tuple[Path, str]:
     try:
         path = hf_hub_download(repo_id=repo, filename=filename, revision=revision, token=read_hf_token())
     except Exception as exc:
-        raise WeightsError(
-            f"could not download {source} from the Hugging Face Hub ({type(exc).__name__})"
-        ) from None
+        raise WeightsError(f"could not download {source} from the Hugging Face Hub ({type(exc).__name__})") from None
     return Path(path), f"hf://{repo}/{filename}@{revision or 'main'}"
 
 
