@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from vreyesam.runtime import render
 from vreyesam.runtime.admission import Admission, Overloaded
 from vreyesam.runtime.decode import ImageInputError, decode_image
@@ -130,13 +131,8 @@ async def _read_image_bytes(request: Request) -> bytes:
 
 
 def _render_output(name: str, prediction: Prediction, image: np.ndarray) -> bytes:
-    if name == "mask":
-        return render.mask_png(prediction.binary)
-    if name == "probability":
-        return render.probability_png(prediction.probability)
-    if name == "uncertainty":
-        return render.encode_png(render.uncertainty_colormap(prediction.uncertainty))
-    return render.encode_png(render.overlay(image, prediction.binary))
+    # The API calls the binary mask "mask"; the PNG bytes are the command line's, byte for byte.
+    return render.output_png("binary" if name == "mask" else name, prediction, image)
 
 
 def _json_answer(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
+
 from vreyesam.runtime.decode import (
     DEFAULT_LIMITS,
     DecodeLimits,
@@ -132,21 +133,12 @@ def predict_file(
 
 
 def output_pngs(prediction: Prediction, image: np.ndarray | None = None) -> dict[str, bytes]:
-    """PNG bytes per output kind (OUTPUT_KINDS, plus OVERLAY when the RGB `image` is given).
-
-    These are exactly the bytes the command line writes, so another front end (the HTTP API) answering
-    with them gives the same files for the same image and options.
-    """
+    """PNG bytes per output kind (OUTPUT_KINDS, plus OVERLAY when the RGB `image` is given)."""
     from vreyesam.runtime import render  # imports cv2: see the module docstring
 
-    pngs = {
-        "binary": render.mask_png(prediction.binary),
-        "probability": render.probability_png(prediction.probability),
-        "uncertainty": render.encode_png(render.uncertainty_colormap(prediction.uncertainty)),
-    }
-    if image is not None:
-        pngs[OVERLAY] = render.encode_png(render.overlay(image, prediction.binary))
-    return pngs
+    kinds = OUTPUT_KINDS if image is None else (*OUTPUT_KINDS, OVERLAY)
+    blank = np.zeros((1, 1, 3), np.uint8)
+    return {kind: render.output_png(kind, prediction, blank if image is None else image) for kind in kinds}
 
 
 def output_path(out_dir: Path, kind: str, stem: str) -> Path:
@@ -157,7 +149,7 @@ def write_outputs(
     out_dir: Path, stem: str, prediction: Prediction, image: np.ndarray, overlay: bool = False
 ) -> list[Path]:
     """Write OUT/<kind>/<stem>.png for every output kind, each atomically; returns the paths written."""
-    from vreyesam.runtime.synth import write_bytes_atomic  # imports cv2: see the module docstring
+    from vreyesam.runtime.files import write_bytes_atomic
 
     written = []
     for kind, data in output_pngs(prediction, image if overlay else None).items():
@@ -285,7 +277,7 @@ class Batch:
         return summary_row(item, OK, prediction=prediction)
 
     def save_summary(self) -> None:
-        from vreyesam.runtime.synth import write_bytes_atomic  # imports cv2: see the module docstring
+        from vreyesam.runtime.files import write_bytes_atomic
 
         rows = merge_rows(self.earlier, self.rows) if self.resume else self.rows
         write_bytes_atomic(self.out_dir / SUMMARY_NAME, summary_csv(rows).encode("utf-8"))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from vreyesam.runtime.synth import write_bytes_atomic
+
+from vreyesam.runtime.files import write_bytes_atomic
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DEFAULT_THRESHOLD = 127
@@ -202,9 +203,7 @@ def _threshold(text: str) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", type=Path, required=True, help="folder of predicted masks")
-    parser.add_argument(
-        "--gt", type=Path, required=True, help="folder of ground-truth masks (same file stems)"
-    )
+    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth masks (same file stems)")
     parser.add_argument("--out", type=Path, help="write per-image metrics to this CSV file")
     parser.add_argument(
         "--threshold",

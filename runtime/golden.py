@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from vreyesam.runtime import procedure
 from vreyesam.runtime.segmenter import Segmenter
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from PIL import Image
+
 from vreyesam.runtime.manifest import Preprocessing
 
 

@@ -36,9 +36,7 @@ def to_model_frame(points: np.ndarray, fitted_hw: tuple[int, int], image_size: i
 def upscale_logits(low_res_logits: np.ndarray, fitted_hw: tuple[int, int]) -> np.ndarray:
     """Nx256x256 float32 -> Nxhxw float32, bilinear with half-pixel centres (torch align_corners=False)."""
     height, width = fitted_hw
-    return np.stack(
-        [cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) for logits in low_res_logits]
-    )
+    return np.stack([cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) for logits in low_res_logits])
 
 
 def score_weights(scores: np.ndarray) -> np.ndarray:

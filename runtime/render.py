@@ -7,10 +7,13 @@ depending on it; tests compare the two when pycocotools is installed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from vreyesam.runtime.segmenter import Prediction
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -158,3 +161,19 @@ def _to_uint8(values: np.ndarray, name: str) -> np.ndarray:
 def _require_2d(array: np.ndarray, name: str) -> None:
     if array.ndim != 2:
         raise ValueError(f"{name} needs an HxW array, got shape {array.shape}")
+
+
+OUTPUT_KINDS = ("binary", "probability", "uncertainty", "overlay")
+
+
+def output_png(kind: str, prediction: Prediction, image: np.ndarray) -> bytes:
+    """One result as PNG bytes; the command line's files and the HTTP answers both come from here."""
+    if kind == "binary":
+        return mask_png(prediction.binary)
+    if kind == "probability":
+        return probability_png(prediction.probability)
+    if kind == "uncertainty":
+        return encode_png(uncertainty_colormap(prediction.uncertainty))
+    if kind == "overlay":
+        return encode_png(overlay(image, prediction.binary))
+    raise ValueError(f"unknown output kind {kind!r}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import onnxruntime as ort
+
 from vreyesam.runtime import preprocess, procedure
 from vreyesam.runtime.manifest import Manifest
 
@@ -141,9 +142,7 @@ class Segmenter:
         with _timed(timings, "encoder"):
             features = self.encode(prepared.tensor)
         with _timed(timings, "decoder"):
-            model_points = procedure.to_model_frame(
-                points, prepared.fitted_hw, self.manifest.preprocessing.image_size
-            )
+            model_points = procedure.to_model_frame(points, prepared.fitted_hw, self.manifest.preprocessing.image_size)
             low_res_logits, scores = self.decode(features, model_points)
         with _timed(timings, "postprocess"):
             prediction = self.postprocess(prepared, points, low_res_logits, scores, options.threshold)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
+
 from vreyesam.runtime.api import create_app
 from vreyesam.runtime.decode import configure_opencv_limits
 from vreyesam.runtime.loader import load_options, load_segmenter

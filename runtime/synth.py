@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from vreyesam.runtime.files import write_bytes_atomic
+from vreyesam.runtime.render import encode_png, mask_png
 
 Point = tuple[float, float]
 RGB = tuple[float, float, float]
@@ -62,9 +63,7 @@ class Ellipse:
         """Half width and half height of the axis-aligned bounding box."""
         rot = math.radians(self.angle)
         a, b = self.axes
-        return math.hypot(a * math.cos(rot), b * math.sin(rot)), math.hypot(
-            a * math.sin(rot), b * math.cos(rot)
-        )
+        return math.hypot(a * math.cos(rot), b * math.sin(rot)), math.hypot(a * math.sin(rot), b * math.cos(rot))
 
     def scaled(self, factor: float) -> Ellipse:
         """The same ellipse with both axes multiplied by factor."""
@@ -155,9 +154,7 @@ def _fill_polygon(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- sampling
 
 
-def sample_params(
-    rng: np.random.Generator, width: int = 400, height: int = 300, nir: bool | None = None
-) -> EyeParams:
+def sample_params(rng: np.random.Generator, width: int = 400, height: int = 300, nir: bool | None = None) -> EyeParams:
     """Draw a plausible off-axis eye; nir=None picks NIR or RGB at random."""
     if nir is None:
         nir = bool(rng.random() < 0.5)
@@ -259,9 +256,7 @@ def _jitter(color: tuple[int, int, int], factor: float) -> RGB:
     return tuple(float(min(c * factor, 255.0)) for c in color)  # type: ignore[return-value]
 
 
-def _sample_glints(
-    rng: np.random.Generator, iris: Ellipse, nir: bool
-) -> tuple[tuple[float, float, float], ...]:
+def _sample_glints(rng: np.random.Generator, iris: Ellipse, nir: bool) -> tuple[tuple[float, float, float], ...]:
     """NIR headsets light the eye with an LED ring (a ring of small glints); RGB shows one or two windows."""
     radius = iris.axes[0]
     if nir:
@@ -367,9 +362,7 @@ def _skin(params: EyeParams, opening: np.ndarray, rng: np.random.Generator) -> n
     )
     socket = _soft(opening, params.eye_width * 0.15)
     fold = (params.upper_lid[0], params.upper_lid[1] - 0.25 * params.eye_width)
-    corners = tuple(
-        (x + s * 0.05 * params.eye_width, y) for (x, y), s in zip(params.corners, (-1, 1), strict=True)
-    )
+    corners = tuple((x + s * 0.05 * params.eye_width, y) for (x, y), s in zip(params.corners, (-1, 1), strict=True))
     crease = _curve_layer(params, lid_curve(corners, fold), 3, params.eye_width * 0.02)  # type: ignore[arg-type]
     shade = (1 + blotches) * (1 - 0.3 * socket) * (1 - 0.6 * np.clip(crease, 0, 1))
     return _full(params, params.skin) * shade[..., None]
@@ -452,28 +445,6 @@ def generate(
     return samples
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace, so readers never see half a file."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(temp_name).replace(path)  # os.replace: atomic within one folder
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def _png_bytes(array: np.ndarray) -> bytes:
-    """HxW uint8 or HxWx3 uint8 RGB -> PNG bytes."""
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # cv2 encodes BGR
-    ok, encoded = cv2.imencode(".png", array)
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return encoded.tobytes()
-
-
 def write_dataset(
     out_dir: Path, n: int, seed: int = 0, width: int = 400, height: int = 300, mode: str = "mixed"
 ) -> list[Path]:
@@ -483,8 +454,8 @@ def write_dataset(
     masks_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, image, mask in generate(seed, n, width, height, mode):
-        write_bytes_atomic(images_dir / f"{name}.png", _png_bytes(image))
-        write_bytes_atomic(masks_dir / f"{name}.png", _png_bytes(mask.astype(np.uint8) * 255))
+        write_bytes_atomic(images_dir / f"{name}.png", encode_png(image))
+        write_bytes_atomic(masks_dir / f"{name}.png", mask_png(mask))
         written.append(images_dir / f"{name}.png")
     return written
 
@@ -498,9 +469,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--width", type=int, default=400, help="image width in pixels (default 400)")
     parser.add_argument("--height", type=int, default=300, help="image height in pixels (default 300)")
-    parser.add_argument(
-        "--mode", choices=MODES, default="mixed", help="NIR-like, RGB or both (default mixed)"
-    )
+    parser.add_argument("--mode", choices=MODES, default="mixed", help="NIR-like, RGB or both (default mixed)")
 
 
 def run(args: argparse.Namespace) -> int:

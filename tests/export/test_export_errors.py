@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from vreyesam.export.model import build_random
 
 from vreyesam.cli import main
+from vreyesam.export.model import build_random
 
 
 def _export(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

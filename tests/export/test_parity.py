@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+from tests.conftest import RANDOM_SEED
 from vreyesam.export.fidelity import iou
 from vreyesam.export.meta_reference import ReferenceResult, run_reference
 from vreyesam.export.model import build_random
@@ -20,8 +22,6 @@ from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import preprocess, procedure, synth
 from vreyesam.runtime.decode import decode_image
 from vreyesam.runtime.segmenter import Prediction
-
-from tests.conftest import RANDOM_SEED
 
 # name -> (width, height, channels written to the PNG file)
 CASES = {

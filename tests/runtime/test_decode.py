@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+
 from vreyesam.runtime import decode
 from vreyesam.runtime.decode import (
     DecodeLimits,
@@ -67,12 +68,7 @@ def _png_by_hand(width: int, height: int) -> bytes:
     """A few dozen bytes of PNG that declare width x height RGB (the IDAT holds one row only)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" + b"\x00" * 3 * min(width, 16))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", idat)
-        + _png_chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 # name -> bytes of an image that must decode exactly as cv2.imread decodes the same file.
@@ -408,8 +404,6 @@ except decode.UndecodableImage:
     print("refused")
 assert "torch" not in sys.modules
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "refused"

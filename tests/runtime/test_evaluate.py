@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from vreyesam.runtime.evaluate import Metrics, evaluate_dirs, pixel_metrics
-from vreyesam.runtime.synth import write_dataset
 
 from vreyesam.cli import main
+from vreyesam.runtime.evaluate import Metrics, evaluate_dirs, pixel_metrics
+from vreyesam.runtime.synth import write_dataset
 
 # 4x4 masks with hand counts: pred covers columns 0-1, gt columns 1-2, both in rows 0-1.
 PRED = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
@@ -102,9 +102,7 @@ def test_cli_without_out_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt", "pred"]
 
 
-def test_missing_pairs_are_named_and_the_rest_scored(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_pairs_are_named_and_the_rest_scored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pred, gt = _folders(tmp_path)
     _write(pred, "c.png", PRED)
     _write(gt, "d.jpg", GT)
@@ -136,9 +134,7 @@ def test_nothing_scored_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 @pytest.mark.parametrize("which", ["pred", "gt"])
-def test_empty_or_missing_folder_is_an_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str
-) -> None:
+def test_empty_or_missing_folder_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str) -> None:
     pred, gt = _folders(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -175,9 +171,7 @@ def test_threshold_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     assert exit_info.value.code == 2
 
 
-def test_synthetic_masks_score_perfectly_against_themselves(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_synthetic_masks_score_perfectly_against_themselves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_dataset(tmp_path, 2, seed=1, width=120, height=90)
     masks = str(tmp_path / "masks")
     assert main(["evaluate", "--pred", masks, "--gt", masks]) == 0

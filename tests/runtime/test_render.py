@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from vreyesam.runtime.render import (
     encode_png,
     mask_png,

@@ -12,11 +12,11 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
+from tests.runtime.server_process import ServerProcess, start_server
 from vreyesam.runtime import render, synth
 from vreyesam.runtime.api import create_app
 from vreyesam.runtime.settings import Settings
-
-from tests.runtime.server_process import ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +241,31 @@ def test_failed_load_reports_not_ready() -> None:
         assert response.json()["error"]["code"] == "model_failed"
         assert "secret" not in response.text
     assert failures == [True]
+
+
+def test_http_answer_equals_command_line_files(
+    model_dir: Path, tmp_path: Path, eye_png: bytes, full_answer: dict
+) -> None:
+    from vreyesam.cli import main
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "eye.png").write_bytes(eye_png)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            str(tmp_path / "in"),
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--overlay",
+            "--allow-random-weights",
+        ]
+    )
+    assert code == 0
+    http_name = {"binary": "mask", "probability": "probability", "uncertainty": "uncertainty", "overlay": "overlay"}
+    for kind, name in http_name.items():
+        assert (out / kind / "eye.png").read_bytes() == base64.b64decode(full_answer["outputs"][name]["png_base64"])

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from vreyesam.cli import main
 from vreyesam.runtime.synth import (
     Ellipse,
     EyeParams,
@@ -19,8 +21,6 @@ from vreyesam.runtime.synth import (
     sample_params,
     write_dataset,
 )
-
-from vreyesam.cli import main
 
 SEEDS = range(8)
 SMALL = {"width": 200, "height": 150}  # keeps the many-image tests fast

@@ -1,0 +1,314 @@
+"""Benchmark: this runtime against the PyTorch reference, side by side, in one run.
+
+    python benchmarks/bench.py --model DIR [--device cpu|cuda] [--images 5] [--repeats 3] [--json OUT]
+
+Workload: synthetic 400x300 eye images (VRBiom size) plus one 1920x1080 image, the full VREyeSAM procedure
+(30 prompts). Contestants, each in its own process so peak RSS and cold start are its own:
+- torch-fp32 / torch-bf16: Meta's SAM2ImagePredictor + the procedure (the reference), bf16 by autocast;
+- ort-<provider>: this runtime on every execution provider available here.
+Figures: end-to-end p50/p90 per image, images/s, encoder and decoder time, cold start, peak RSS, and
+fidelity against torch-fp32 (final-mask IoU, logits relative error, per-prompt mask IoU on the pixels where
+the reference logit is confident). Ratios are computed pair by pair against both torch contestants.
+Needs the builder environment (torch, sam2, torchvision) for the reference contestants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+LAUNCHED_AT_ENV = "VREYESAM_BENCH_LAUNCHED_AT"
+CONFIDENT_FRACTION = 0.1  # a reference logit is "confident" when |l| >= 10% of its map's max |l|
+
+
+# ----------------------------------------------------------------------------------------- workers
+
+
+def _images(workdir: Path) -> list[Path]:
+    return sorted((workdir / "images").glob("*.png"))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _worker_torch(args: argparse.Namespace) -> dict[str, object]:
+    import torch
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from vreyesam.export.meta_reference import run_reference
+    from vreyesam.export.model import build_random, build_sam2_hiera_s, load_state_dict_strict
+    from vreyesam.export.weights import load_state
+    from vreyesam.runtime.manifest import read_manifest
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    manifest = read_manifest(args.model)
+    if manifest.source.random_weights:
+        model = build_random(int(manifest.source.seed or 0))
+    else:
+        if args.weights is None:
+            raise SystemExit("the model was exported from real weights: pass --weights FILE for the torch reference")
+        model = build_sam2_hiera_s()
+        load_state_dict_strict(model, load_state(args.weights))
+    predictor = SAM2ImagePredictor(model.to(args.device))
+    cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.contestant == "torch-bf16")
+    runs: list[dict[str, float]] = []
+    outputs: dict[str, np.ndarray] = {}
+    for path in _images(args.workdir):
+        for repeat in range(args.repeats + 1):  # the first run of each image warms up and is not counted
+            timings: dict[str, float] = {}
+            with autocast:
+                result = run_reference(predictor, path, timings_ms=timings)
+            if repeat:
+                runs.append(
+                    {
+                        "image": path.stem,
+                        "e2e": timings["total"],
+                        "encoder": timings["set_image"],
+                        "decoder": timings["predict"],
+                    }
+                )
+        outputs[f"{path.stem}/binary"] = result.binary
+        outputs[f"{path.stem}/logits"] = result.low_res_logits.astype(np.float32)
+    np.savez_compressed(args.workdir / f"{args.contestant}.npz", **outputs)
+    return {"cold_start_s": cold_start, "runs": runs, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
+    from vreyesam.runtime.decode import read_image_file
+    from vreyesam.runtime.loader import LoadOptions, load_segmenter
+
+    device = "cuda" if args.contestant == "ort-cuda" else "cpu"
+    segmenter = load_segmenter(
+        args.model, LoadOptions(device=device, intra_op_threads=args.threads, allow_random_weights=True)
+    )
+    cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
+    runs: list[dict[str, float]] = []
+    outputs: dict[str, np.ndarray] = {}
+    for path in _images(args.workdir):
+        for repeat in range(args.repeats + 1):
+            started = time.perf_counter()
+            prediction = segmenter.predict(read_image_file(path))
+            e2e = (time.perf_counter() - started) * 1000.0
+            if repeat:
+                runs.append(
+                    {
+                        "image": path.stem,
+                        "e2e": e2e,
+                        "encoder": prediction.timings_ms["encoder"],
+                        "decoder": prediction.timings_ms["decoder"],
+                    }
+                )
+        outputs[f"{path.stem}/binary"] = prediction.binary
+        outputs[f"{path.stem}/logits"] = prediction.low_res_logits
+    np.savez_compressed(args.workdir / f"{args.contestant}.npz", **outputs)
+    return {"cold_start_s": cold_start, "runs": runs, "peak_rss_mb": _peak_rss_mb(), "provider": segmenter.provider}
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    result = _worker_torch(args) if args.contestant.startswith("torch") else _worker_ort(args)
+    (args.workdir / f"{args.contestant}.json").write_text(json.dumps(result))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ parent
+
+
+def _write_workload(workdir: Path, count: int, large: bool) -> None:
+    from vreyesam.runtime import render, synth
+
+    (workdir / "images").mkdir(parents=True, exist_ok=True)
+    shapes = [(400, 300)] * count + ([(1920, 1080)] if large else [])
+    for index, (width, height) in enumerate(shapes):
+        _, image, _ = synth.generate(seed=100 + index, n=1, width=width, height=height, mode="mixed")[0]
+        (workdir / "images" / f"{index:02d}-{width}x{height}.png").write_bytes(render.encode_png(image))
+
+
+def _contestants(device: str) -> list[str]:
+    import onnxruntime
+
+    names = ["torch-fp32", "torch-bf16", "ort-cpu"]
+    if device == "cuda":
+        names = ["torch-fp32", "torch-bf16"]
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            names.append("ort-cuda")
+        names.append("ort-cpu")
+    return names
+
+
+def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
+    command = [
+        sys.executable,
+        __file__,
+        "worker",
+        "--contestant",
+        contestant,
+        "--model",
+        str(args.model),
+        "--workdir",
+        str(args.workdir),
+        "--repeats",
+        str(args.repeats),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+    ]
+    if args.weights:
+        command += ["--weights", str(args.weights)]
+    env = {**os.environ, LAUNCHED_AT_ENV: repr(time.time())}
+    subprocess.run(command, check=True, env=env)  # noqa: S603 - our own interpreter and script
+    return json.loads((args.workdir / f"{contestant}.json").read_text())
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def fidelity(workdir: Path, contestant: str, reference: str = "torch-fp32") -> dict[str, float]:
+    ours, ref = np.load(workdir / f"{contestant}.npz"), np.load(workdir / f"{reference}.npz")
+    stems = sorted({key.split("/")[0] for key in ref.files})
+    final_iou, rel_err, confident_iou = [], [], []
+    for stem in stems:
+        final_iou.append(_iou(ours[f"{stem}/binary"], ref[f"{stem}/binary"]))
+        lo, lr = ours[f"{stem}/logits"].astype(np.float64), ref[f"{stem}/logits"].astype(np.float64)
+        rel_err.append(float(np.abs(lo - lr).max() / (np.abs(lr).max() or 1.0)))
+        scale = np.abs(lr).reshape(len(lr), -1).max(axis=1)[:, None, None]
+        confident = np.abs(lr) >= CONFIDENT_FRACTION * scale
+        confident_iou.append(_iou((lo > 0) & confident, (lr > 0) & confident))
+    return {
+        "final_mask_iou_min": min(final_iou),
+        "logits_relative_error_max": max(rel_err),
+        "confident_pixel_iou_min": min(confident_iou),
+    }
+
+
+def summarize(name: str, raw: dict[str, object], workdir: Path) -> dict[str, object]:
+    runs = raw["runs"]
+    assert isinstance(runs, list)
+    vrbiom = [r for r in runs if "400x300" in r["image"]]
+    e2e = np.array([r["e2e"] for r in vrbiom])
+    summary = {
+        "contestant": name,
+        "provider": raw.get("provider", "torch"),
+        "e2e_p50_ms": float(np.percentile(e2e, 50)),
+        "e2e_p90_ms": float(np.percentile(e2e, 90)),
+        "images_per_s": float(1000.0 / e2e.mean()),
+        "encoder_ms": float(np.median([r["encoder"] for r in vrbiom])),
+        "decoder_ms": float(np.median([r["decoder"] for r in vrbiom])),
+        "large_image_e2e_ms": float(np.median([r["e2e"] for r in runs if "1920x1080" in r["image"]] or [np.nan])),
+        "cold_start_s": float(raw["cold_start_s"]),  # type: ignore[arg-type]
+        "peak_rss_mb": float(raw["peak_rss_mb"]),  # type: ignore[arg-type]
+    }
+    summary.update(fidelity(workdir, name))
+    return summary
+
+
+def add_ratios(rows: list[dict[str, object]]) -> None:
+    by_name = {row["contestant"]: row for row in rows}
+    for row in rows:
+        for ref in ("torch-fp32", "torch-bf16"):
+            if ref in by_name:
+                row[f"speedup_vs_{ref}"] = float(by_name[ref]["e2e_p50_ms"]) / float(row["e2e_p50_ms"])
+
+
+COLUMNS = [
+    ("contestant", "{}"),
+    ("e2e_p50_ms", "{:.1f}"),
+    ("e2e_p90_ms", "{:.1f}"),
+    ("images_per_s", "{:.2f}"),
+    ("encoder_ms", "{:.1f}"),
+    ("decoder_ms", "{:.1f}"),
+    ("large_image_e2e_ms", "{:.1f}"),
+    ("cold_start_s", "{:.2f}"),
+    ("peak_rss_mb", "{:.0f}"),
+    ("final_mask_iou_min", "{:.4f}"),
+    ("logits_relative_error_max", "{:.1e}"),
+    ("confident_pixel_iou_min", "{:.4f}"),
+    ("speedup_vs_torch-fp32", "{:.2f}x"),
+    ("speedup_vs_torch-bf16", "{:.2f}x"),
+]
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        cells = [fmt.format(row[name]) if name in row else "-" for name, fmt in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="vreyesam-bench-") as tmp:
+        args.workdir = Path(tmp)
+        _write_workload(args.workdir, args.images, large=not args.short)
+        rows = []
+        for name in _contestants(args.device):
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            rows.append(summarize(name, _run_worker(args, name), args.workdir))
+        add_ratios(rows)
+    print(table(rows))
+    report = {
+        "machine": _machine(),
+        "device": args.device,
+        "images": args.images,
+        "repeats": args.repeats,
+        "rows": rows,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _machine() -> dict[str, object]:
+    import platform
+
+    import onnxruntime
+
+    info: dict[str, object] = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "onnxruntime": onnxruntime.__version__,
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="run", choices=["run", "worker"])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, help="the weights file, for a model exported from real weights")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--images", type=int, default=5, help="400x300 images (default 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per image after one warm-up")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
+    parser.add_argument("--short", action="store_true", help="CI mode: no large image; checks output only")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--contestant", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return worker_main(args) if args.mode == "worker" else parent_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
