@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import torch
 from onnxscript import optimizer
+
 from vreyesam.export import fidelity, graphs, model, weights
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import golden, preprocess, procedure, synth

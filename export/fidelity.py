@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import torch
+
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import procedure
 from vreyesam.runtime.segmenter import PredictOptions, Segmenter

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vreyesam.export.graphs import ImageEncoder, PromptDecoder
 from vreyesam.runtime.manifest import Preprocessing
 

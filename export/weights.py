@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from vreyesam.export.model import WeightsError
 
 DEFAULT_REPO = "devnagaich/VREyeSAM"
