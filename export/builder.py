@@ -12,7 +12,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from onnxscript import optimizer
 
 from vreyesam.export import fidelity, graphs, model, weights
 from vreyesam.export.reference import TorchReference
-from vreyesam.runtime import golden, preprocess, procedure, synth
+from vreyesam.runtime import crypto, golden, preprocess, procedure, synth
 from vreyesam.runtime.decode import ImageInputError, read_image_file
 from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
 from vreyesam.runtime.manifest import (
@@ -66,6 +66,7 @@ class ExportRequest:
     seed: int = 0
     calibration_dir: Path | None = None
     force: bool = False
+    encryption_key: bytes | None = field(default=None, repr=False)
     thresholds: fidelity.Thresholds = field(default_factory=fidelity.Thresholds)
 
 
@@ -182,6 +183,22 @@ def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_re
     )
 
 
+def _encrypt(staging: Path, manifest: Manifest, key: bytes) -> Manifest:
+    """Replace each graph by its AES-GCM ciphertext (`*.onnx.enc`); the golden sample stays readable."""
+    artifacts = dict(manifest.artifacts)
+    for role in (ENCODER, DECODER):
+        plain = staging / artifacts[role].file
+        sealed = plain.with_name(plain.name + ".enc")
+        sealed.write_bytes(crypto.encrypt(plain.read_bytes(), key, role))
+        plain.unlink()
+        artifacts[role] = replace(
+            artifacts[role], file=sealed.name, sha256=sha256_file(sealed), bytes=sealed.stat().st_size
+        )
+    manifest = replace(manifest, artifacts=artifacts, encrypted=True)
+    (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
 def _install(staging: Path, out_dir: Path, force: bool) -> None:
     """Move the finished staging directory into place; an existing one is replaced only with force."""
     if out_dir.exists():
@@ -232,6 +249,15 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         manifest = _manifest(source, artifacts, fidelity.report(results, request.thresholds, not problems))
         if problems:
             raise ExportError("fidelity gate failed: " + "; ".join(problems))
+        if request.encryption_key is not None:
+            progress("encrypting the ONNX graphs")
+            manifest = _encrypt(staging, manifest, request.encryption_key)
+            try:
+                load_segmenter(
+                    staging, LoadOptions(device="cpu", allow_random_weights=True, model_key=request.encryption_key)
+                )
+            except ModelLoadError as exc:
+                raise ExportError(f"encrypted model failed to load: {exc}") from None
         (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         staging.chmod(0o755)
         _install(staging, out_dir, request.force)

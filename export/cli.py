@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from vreyesam.export import weights
 from vreyesam.export.builder import ExportError, ExportRequest, export_model
+from vreyesam.runtime import crypto
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--out", type=Path, help="model directory to write (required unless --new-key)")
     parser.add_argument(
         "--weights",
         default=weights.DEFAULT_SOURCE,
@@ -29,10 +31,55 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
     parser.add_argument("--calibration", type=Path, metavar="DIR", help="extra images for the fidelity gate")
     parser.add_argument("--force", action="store_true", help="replace an existing model directory")
+    parser.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="encrypt the ONNX graphs (AES-256-GCM) with the key in --key-file",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="FILE",
+        help="secret file with a 32-byte key as hex or base64 (create one: vreyesam export --new-key FILE)",
+    )
+    parser.add_argument("--new-key", type=Path, metavar="FILE", help="write a new random key to FILE (0600) and exit")
+
+
+def _new_key(path: Path) -> int:
+    if path.exists():
+        print(f"vreyesam export: error: {path.name} already exists", file=sys.stderr)
+        return 1
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(crypto.new_key_text() + "\n")
+    print(f"wrote a new model key to {path}")
+    return 0
+
+
+def _encryption_key(args: argparse.Namespace) -> bytes | None:
+    if not args.encrypt:
+        return None
+    if args.key_file is None:
+        raise ExportError("--encrypt needs --key-file FILE")
+    try:
+        return crypto.parse_key(args.key_file.read_text(encoding="utf-8"))
+    except OSError:
+        raise ExportError("the key file cannot be read") from None
+    except crypto.ModelKeyError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.new_key is not None:
+        return _new_key(args.new_key)
+    try:
+        if args.out is None:
+            raise ExportError("--out DIR is required")
+        key = _encryption_key(args)
+    except ExportError as exc:
+        print(f"vreyesam export: error: {exc}", file=sys.stderr)
+        return 1
     request = ExportRequest(
         out_dir=args.out,
         weights_source=args.weights,
@@ -41,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         calibration_dir=args.calibration,
         force=args.force,
+        encryption_key=key,
     )
     started = time.perf_counter()
     try:

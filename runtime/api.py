@@ -25,7 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vreyesam.runtime import render
 from vreyesam.runtime.admission import Admission, Overloaded
+from vreyesam.runtime.auth import ApiKeys, presented_key
 from vreyesam.runtime.decode import ImageInputError, decode_image
+from vreyesam.runtime.logs import AccessLogMiddleware
 from vreyesam.runtime.middleware import BodyLimitMiddleware
 from vreyesam.runtime.segmenter import Prediction, PredictOptions, Segmenter
 from vreyesam.runtime.settings import Settings
@@ -192,7 +194,17 @@ def create_app(
     )
     app.state.model = state
     _install_error_handlers(app)
+    # Added last = outermost: the access log sees every answer, the body cap runs before any read.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
+    api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file is not None else None
+
+    def require_api_key(request: Request) -> None:
+        if api_keys is None:
+            return
+        key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        if not api_keys.allows(key):
+            raise ApiError(401, "unauthorized", "unauthorized", {"WWW-Authenticate": "Bearer"})
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -230,6 +242,7 @@ def create_app(
         ] = "mask",
         prompts: Annotated[str | None, Query(max_length=2048, description="explicit prompts 'x,y;x,y'")] = None,
     ) -> Response:
+        require_api_key(request)
         segmenter = state.segmenter
         if segmenter is None:
             raise ApiError(503, "model_not_ready", "model is not ready", {"Retry-After": "5"})
@@ -244,6 +257,7 @@ def create_app(
                 image, prediction = await run_in_threadpool(
                     _decode_and_predict, segmenter, data, settings, points, threshold, seed, prompts
                 )
+                request.state.timings_ms = prediction.timings_ms  # for the access log line
                 if wants_png:
                     png = await run_in_threadpool(_render_output, names[0], prediction, image)
                     return Response(png, media_type="image/png")

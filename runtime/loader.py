@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from vreyesam.runtime import golden
+from vreyesam.runtime import crypto, golden
 from vreyesam.runtime.manifest import (
     DECODER,
     ENCODER,
@@ -41,19 +41,28 @@ class LoadOptions:
     decoder_batch: int = 0
     allow_random_weights: bool = False
     self_test: bool = True
+    model_key: bytes | None = field(default=None, repr=False)  # for encrypted model directories
 
 
 def load_options(settings: Settings) -> LoadOptions:
+    key_text = settings.model_key_text()
     return LoadOptions(
         device=settings.device,
         intra_op_threads=settings.threads,
         decoder_batch=settings.decoder_batch,
         allow_random_weights=settings.allow_random_weights,
+        model_key=crypto.parse_key(key_text) if key_text else None,
     )
 
 
-def _read_artifact(model_dir: Path, manifest: Manifest, role: str) -> bytes:
-    return (model_dir / manifest.artifacts[role].file).read_bytes()
+def read_artifact(model_dir: Path, manifest: Manifest, role: str, key: bytes | None) -> bytes:
+    """An artifact's bytes, decrypted in memory when the model is encrypted (graphs only)."""
+    data = (model_dir / manifest.artifacts[role].file).read_bytes()
+    if not manifest.encrypted or role == GOLDEN:
+        return data
+    if key is None:
+        raise crypto.ModelKeyError("the model is encrypted: set VREYESAM_MODEL_KEY_FILE (or VREYESAM_MODEL_KEY)")
+    return crypto.decrypt(data, key, role)
 
 
 def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
@@ -68,14 +77,14 @@ def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
     try:
         providers = resolve_providers(options.device)
         config = SessionConfig(device=options.device, intra_op_threads=options.intra_op_threads)
-        encoder = create_session(_read_artifact(model_dir, manifest, ENCODER), providers, config)
-        decoder = create_session(_read_artifact(model_dir, manifest, DECODER), providers, config)
-    except DeviceUnavailable as exc:
+        encoder = create_session(read_artifact(model_dir, manifest, ENCODER, options.model_key), providers, config)
+        decoder = create_session(read_artifact(model_dir, manifest, DECODER, options.model_key), providers, config)
+    except (DeviceUnavailable, crypto.ModelKeyError) as exc:
         raise ModelLoadError(str(exc)) from None
     decoder_batch = options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else 64)
     segmenter = Segmenter(manifest=manifest, encoder=encoder, decoder=decoder, decoder_batch=decoder_batch)
     if options.self_test:
-        sample = golden.load_golden(_read_artifact(model_dir, manifest, GOLDEN))
+        sample = golden.load_golden(read_artifact(model_dir, manifest, GOLDEN, None))
         try:
             errors = golden.run_golden(segmenter, sample)
         except golden.GoldenMismatch as exc:

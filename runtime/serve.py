@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from vreyesam.runtime.decode import configure_opencv_limits
+from vreyesam.runtime.logs import configure_logging
 from vreyesam.runtime.sessions import DEVICES
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.model_dir is None:
         return _fail("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
     configure_opencv_limits(settings.decode_limits)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    configure_logging(settings.log_level)
 
     from vreyesam.runtime import server  # imports cv2: after the limits above
 

@@ -14,11 +14,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from vreyesam.runtime.api import create_app
+from vreyesam.runtime.auth import ApiKeyError, ApiKeys
+from vreyesam.runtime.crypto import ModelKeyError
 from vreyesam.runtime.decode import configure_opencv_limits
-from vreyesam.runtime.loader import load_options, load_segmenter
-from vreyesam.runtime.manifest import ManifestError, load_verified_manifest
+from vreyesam.runtime.loader import load_options, load_segmenter, read_artifact
+from vreyesam.runtime.logs import configure_logging
+from vreyesam.runtime.manifest import DECODER, ManifestError, load_verified_manifest
 from vreyesam.runtime.sessions import DeviceUnavailable, resolve_providers
-from vreyesam.runtime.settings import Settings, load_settings
+from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 
 
 class StartupError(Exception):
@@ -39,7 +42,13 @@ def preflight(settings: Settings) -> None:
         )
     try:
         resolve_providers(settings.device)
-    except DeviceUnavailable as exc:
+        options = load_options(settings)
+        if manifest.encrypted:
+            # Decrypt the small graph now: a missing or wrong key refuses to start before the port opens.
+            read_artifact(settings.model_dir, manifest, DECODER, options.model_key)
+        if settings.api_keys_file is not None:
+            ApiKeys.from_file(settings.api_keys_file)
+    except (DeviceUnavailable, ModelKeyError, SettingsError, ApiKeyError) as exc:
         raise StartupError(str(exc)) from None
 
 
@@ -62,6 +71,7 @@ def app_from_env() -> FastAPI:
     """App factory for multi-worker mode: each worker process reads the same environment."""
     settings = load_settings()
     configure_opencv_limits(settings.decode_limits)
+    configure_logging(settings.log_level)
     return build_app(settings, on_load_failure=_stop_this_process)
 
 

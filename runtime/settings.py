@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,19 @@ class Settings:
     max_queue: int = 8  # VREYESAM_MAX_QUEUE: predictions waiting; beyond it, 503 at once
     queue_timeout_s: float = 30.0  # VREYESAM_QUEUE_TIMEOUT_S: longest wait for a slot before 503
     api_keys_file: Path | None = None  # VREYESAM_API_KEYS_FILE: one key per line; unset = no auth
-    model_key_file: Path | None = None  # VREYESAM_MODEL_KEY_FILE: key of an encrypted model
+    model_key_file: Path | None = None  # VREYESAM_MODEL_KEY_FILE: key of an encrypted model (a secret file)
+    model_key: str | None = field(default=None, repr=False)  # VREYESAM_MODEL_KEY: the key itself, if no file
     shutdown_timeout_s: float = 30.0  # VREYESAM_SHUTDOWN_TIMEOUT_S: grace for in-flight requests on SIGTERM
     log_level: str = "info"  # VREYESAM_LOG_LEVEL
+
+    def model_key_text(self) -> str | None:
+        """The model key from its secret file (preferred) or the environment; None when neither is set."""
+        if self.model_key_file is not None:
+            try:
+                return self.model_key_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                raise SettingsError("VREYESAM_MODEL_KEY_FILE cannot be read") from None
+        return self.model_key
 
     @property
     def decode_limits(self) -> DecodeLimits:

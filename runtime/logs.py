@@ -1,0 +1,109 @@
+"""Structured JSON logs: one object per line, with a request id on every request line.
+
+Every value goes through json.dumps, so control characters a caller puts in a header or a path arrive
+escaped (`\\n`, `\\u001b`) and cannot start a forged log line. Request lines hold the method, the matched
+route (never the raw path or query string), status, size and timings; never a body, a header value other
+than a validated request id, a file path, a token or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+KNOWN_ROUTES = frozenset({"/predict", "/healthz", "/readyz", "/openapi.json", "/docs"})
+
+access_log = logging.getLogger("vreyesam.access")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            # The exception's type only: its text can hold paths or input fragments.
+            entry["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else "unknown"
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def request_id_from(scope: Scope) -> str:
+    """The caller's X-Request-ID if it is a plain token, else a fresh one."""
+    given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+class AccessLogMiddleware:
+    """Logs one line per request and returns the request id in the X-Request-ID header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, send_with_id)
+        finally:
+            path = scope.get("path", "")
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "request_id": request_id,
+                        "method": scope.get("method", ""),
+                        "route": path if path in KNOWN_ROUTES else "unmatched",
+                        "status": status,
+                        "bytes_in": received,
+                        "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
+                        **({"timings_ms": state["timings_ms"]} if "timings_ms" in state else {}),
+                    }
+                },
+            )
