@@ -53,31 +53,32 @@ ARG RANDOM_WEIGHTS=0
 RUN --mount=type=secret,id=HF_TOKEN \
     set -eu; \
     if [ "${RANDOM_WEIGHTS}" = "1" ]; then \
-        vreyesam export --out /model --random-weights --seed 0; \
+        vreyesam export --out /out/model --random-weights --seed 0; \
     else \
         case "${WEIGHTS_SHA256}" in \
             [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]*) ;; \
             *) echo "WEIGHTS_SHA256 is not set: pass --build-arg WEIGHTS_SHA256=<sha256 of ${WEIGHTS}>" >&2; exit 2 ;; \
         esac; \
-        vreyesam export --out /model --weights "${WEIGHTS}" --sha256 "${WEIGHTS_SHA256}"; \
+        vreyesam export --out /out/model --weights "${WEIGHTS}" --sha256 "${WEIGHTS_SHA256}"; \
     fi; \
-    chown -R 0:0 /model; \
-    find /model -type d -exec chmod 0555 {} +; \
-    find /model -type f -exec chmod 0444 {} +
+    chown -R 0:0 /out/model; \
+    find /out/model -type d -exec chmod 0555 {} +; \
+    find /out/model -type f -exec chmod 0444 {} +
 
-# The artifact: the model directory and nothing else (no shell, no Python, no checkpoint).
+# The artifact: the model directory and nothing else (no shell, no Python, no checkpoint). Copying the
+# parent's contents keeps /model's own mode (0555); `COPY /model /model` would recreate it as 0755.
 FROM scratch AS model
-COPY --from=builder /model /model
+COPY --from=builder /out/ /
 
 FROM model AS model-source
 
 # The serving venv is built in a stage of its own, so the source tree, pip and setuptools stay out of
 # the final image's layers. Same base image and same path (/opt/venv), so the venv is valid when copied.
-FROM ${BASE_IMAGE} AS serve-venv
+FROM ${BASE_IMAGE} AS serve-build
 # The service account (uid/gid 10001, owns nothing in the image) is created here too, and the final stage
 # takes /etc/passwd and /etc/group from this stage (same base image: the files differ by that one line).
-RUN groupadd --system --gid 10001 vreyesam \
- && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+RUN groupadd --gid 10001 vreyesam \
+ && useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin vreyesam
 # cpu -> onnxruntime, gpu -> onnxruntime-gpu with CUDA/cuDNN wheels; never both.
 ARG RUNTIME=cpu
@@ -95,16 +96,22 @@ RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; e
  && /opt/venv/bin/pip install ".[${RUNTIME},serve]" \
  && /opt/venv/bin/pip uninstall -y pip setuptools \
  && rm -rf /src /root/.cache
+# Whatever image the model came from: root-owned, 0444 files in 0555 directories. Copying the parent's
+# contents into the final stage keeps the directory's own mode.
+COPY --from=model-source /model /staging/vreyesam/model
+RUN chown -R 0:0 /staging \
+ && find /staging/vreyesam/model -type d -exec chmod 0555 {} + \
+ && find /staging/vreyesam/model -type f -exec chmod 0444 {} +
 
 # The final stage runs nothing (no RUN): it is the base image plus three COPY layers, so nothing a build
 # host mounts into RUN steps (package mirrors, pip configuration) can leave a trace in it.
 # Hugging Face Spaces run containers as uid 1000 instead of 10001: that works the same, since everything
 # the service needs is world-readable and HOME/TMPDIR point at /tmp.
 FROM ${BASE_IMAGE} AS serve
-COPY --from=serve-venv /etc/passwd /etc/group /etc/
-COPY --from=serve-venv /opt/venv /opt/venv
-# Root-owned, 0444 files in 0555 directories (set by the model stage): the service cannot change them.
-COPY --from=model-source /model /opt/vreyesam/model
+COPY --from=serve-build /etc/passwd /etc/group /etc/
+COPY --from=serve-build /opt/venv /opt/venv
+# Root-owned, 0444 files in 0555 directories: the service user cannot change, add or remove model files.
+COPY --from=serve-build /staging/vreyesam/ /opt/vreyesam/
 # Nothing is written at run time except under /tmp: runs with a read-only root and a tmpfs on /tmp.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

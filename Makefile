@@ -1,0 +1,119 @@
+# ==== development: the README's two commands =========================================================
+#   make run      set up, export the real weights from the Hugging Face Hub, serve on 127.0.0.1:8000
+#   make demo     the offline choice: a model exported from RANDOM weights (masks are meaningless)
+#   make test     the test suite, as CI runs it (builder stage, then the torch-free serving stage)
+#   make setup    only create .venv-build (torch, sam2, torchvision) and .venv-serve (no torch)
+#   make bench    benchmark against the PyTorch reference (bench-short: CI's quick output check)
+PYTHON ?= python3
+BUILD_VENV := .venv-build
+SERVE_VENV := .venv-serve
+BUILD_PY := $(BUILD_VENV)/bin/python
+SERVE_PY := $(SERVE_VENV)/bin/python
+MODEL_DIR ?= models/vreyesam
+DEMO_DIR ?= models/demo
+TEST_MODEL := build-out/test-model
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# torch 2.14.1 + torchvision 0.29.1: the builder also runs Meta's SAM2ImagePredictor (needs torchvision)
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py export/*.py)
+
+.PHONY: setup run demo test test-builder test-serving bench bench-short lint clean
+
+$(BUILD_VENV)/.done: pyproject.toml
+	$(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_PY) -m pip install -q --upgrade pip
+	$(BUILD_PY) -m pip install -q $(TORCH_PINS)
+	$(BUILD_PY) -m pip install -q -e ".[export,test]"
+	SAM2_BUILD_CUDA=0 $(BUILD_PY) -m pip install -q --no-build-isolation --no-deps sam2==1.1.0
+	touch $@
+
+$(SERVE_VENV)/.done: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip install -q --upgrade pip
+	$(SERVE_PY) -m pip install -q -e ".[cpu,serve,test]"
+	@# the serving environment must not have torch: the runtime is proven torch-free there
+	! $(SERVE_PY) -c "import torch" 2>/dev/null
+	touch $@
+
+setup: $(BUILD_VENV)/.done $(SERVE_VENV)/.done
+
+run: setup
+	@$(BUILD_VENV)/bin/vreyesam export --out $(MODEL_DIR) $(if $(wildcard $(MODEL_DIR)/manifest.json),--force,) \
+	  || { echo; echo "Could not export the VREyeSAM weights from the Hugging Face Hub (see the line above)."; \
+	       echo "Offline choice: 'make demo' serves a model exported from RANDOM weights (meaningless masks)."; exit 1; }
+	$(SERVE_VENV)/bin/vreyesam serve --model $(MODEL_DIR) --host $(HOST) --port $(PORT)
+
+$(DEMO_DIR)/manifest.json: $(BUILD_VENV)/.done
+	$(BUILD_VENV)/bin/vreyesam export --out $(DEMO_DIR) --random-weights --seed 0 --force
+
+demo: $(DEMO_DIR)/manifest.json $(SERVE_VENV)/.done
+	@echo "DEMO: serving a model with RANDOM weights (SAM2 Hiera-S, seed 0) - not the VREyeSAM model."
+	VREYESAM_ALLOW_RANDOM_WEIGHTS=1 $(SERVE_VENV)/bin/vreyesam serve --model $(DEMO_DIR) --host $(HOST) --port $(PORT)
+
+# The test model is exported once by the builder environment and reused until the code changes.
+$(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(SOURCES)
+	$(BUILD_VENV)/bin/vreyesam export --out $(TEST_MODEL) --random-weights --seed 0 --force
+
+test-builder: $(TEST_MODEL)/manifest.json
+	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 $(BUILD_PY) -m pytest tests/export
+
+test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
+	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(SERVE_PY) -m pytest tests/runtime tests/reliability
+
+test: test-builder test-serving
+
+bench: $(TEST_MODEL)/manifest.json
+	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --json build-out/bench.json
+
+bench-short: $(TEST_MODEL)/manifest.json
+	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --images 1 --repeats 1 --short --json build-out/bench-short.json
+	$(BUILD_PY) -c "import json; rows = json.load(open('build-out/bench-short.json'))['rows']; \
+	  assert {r['contestant'] for r in rows} >= {'torch-fp32', 'torch-bf16', 'ort-cpu'}, rows; \
+	  assert all(r['e2e_p50_ms'] > 0 and r['final_mask_iou_min'] >= 0.99 for r in rows), rows; print('bench output ok')"
+
+lint: $(SERVE_VENV)/.done
+	$(SERVE_VENV)/bin/ruff check . && $(SERVE_VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf build-out build *.egg-info
+# ==== end of development ==============================================================================
+
+# ==== container images ==============================================================================
+# Owned by the image stage (.ci/images.sh does the work). Docker engine when one answers, else buildah
+# (vfs storage under /var/lib/vreyesam-ci, chroot isolation, a debootstrap'd Debian bookworm base).
+# Variables (make VAR=value ...): TAG (latest), ENGINE (auto|docker|buildah), BASE_IMAGE,
+# RANDOM_WEIGHTS=1 (demo/offline model), WEIGHTS, WEIGHTS_SHA256 (required for real weights), TORCH_SPEC;
+# HF_TOKEN from the environment becomes the build secret HF_TOKEN (never a build arg).
+#   make image-model      vreyesam-model:TAG      the exported model directory only (FROM scratch)
+#   make image-serve      vreyesam-serve:TAG      CPU serving image built on vreyesam-model:TAG
+#   make image-serve-gpu  vreyesam-serve-gpu:TAG  CUDA serving image (onnxruntime-gpu, several GB; not in CI)
+#   make image-space      vreyesam-space:TAG      the Hugging Face Space file `Dockerfile`, builder + serving
+#   make hadolint         lint the three Dockerfiles; check `Dockerfile` matches its two sources
+#   make space-dockerfile regenerate `Dockerfile` from Dockerfile.build + Dockerfile.serve
+#   make images-ci        the whole CI image stage (root; builds, runs and checks everything; TAG=ci)
+IMAGES_SH := .ci/images.sh
+
+.PHONY: image-model image-serve image-serve-gpu image-space hadolint space-dockerfile images-ci
+
+image-model:
+	$(IMAGES_SH) model
+
+image-serve:
+	$(IMAGES_SH) serve
+
+image-serve-gpu:
+	$(IMAGES_SH) serve-gpu
+
+image-space:
+	$(IMAGES_SH) space
+
+hadolint:
+	$(IMAGES_SH) hadolint
+
+space-dockerfile:
+	$(IMAGES_SH) gen-space
+
+images-ci:
+	$(IMAGES_SH) all
+# ==== end of container images =======================================================================
