@@ -65,15 +65,21 @@ def read_artifact(model_dir: Path, manifest: Manifest, role: str, key: bytes | N
     return crypto.decrypt(data, key, role)
 
 
-def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
+def servable_manifest(model_dir: Path, allow_random_weights: bool) -> Manifest:
+    """The manifest, once every artifact matches its sha256 and the random-weights policy allows it."""
     try:
         manifest = load_verified_manifest(model_dir)
     except ManifestError as exc:
         raise ModelLoadError(f"model directory failed verification: {exc}") from None
-    if manifest.source.random_weights and not options.allow_random_weights:
+    if manifest.source.random_weights and not allow_random_weights:
         raise ModelLoadError(
             "model was exported with random weights (a demo); set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"
         )
+    return manifest
+
+
+def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
+    manifest = servable_manifest(model_dir, options.allow_random_weights)
     try:
         providers = resolve_providers(options.device)
         config = SessionConfig(device=options.device, intra_op_threads=options.intra_op_threads)

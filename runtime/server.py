@@ -17,9 +17,9 @@ from vreyesam.runtime.api import create_app
 from vreyesam.runtime.auth import ApiKeyError, ApiKeys
 from vreyesam.runtime.crypto import ModelKeyError
 from vreyesam.runtime.decode import configure_opencv_limits
-from vreyesam.runtime.loader import load_options, load_segmenter, read_artifact
+from vreyesam.runtime.loader import ModelLoadError, load_options, load_segmenter, read_artifact, servable_manifest
 from vreyesam.runtime.logs import configure_logging
-from vreyesam.runtime.manifest import DECODER, ManifestError, load_verified_manifest
+from vreyesam.runtime.manifest import DECODER
 from vreyesam.runtime.sessions import DeviceUnavailable, resolve_providers
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 
@@ -33,14 +33,7 @@ def preflight(settings: Settings) -> None:
     if settings.model_dir is None or not settings.model_dir.is_dir():
         raise StartupError("model directory not found")
     try:
-        manifest = load_verified_manifest(settings.model_dir)
-    except ManifestError as exc:
-        raise StartupError(f"model directory failed verification: {exc}") from None
-    if manifest.source.random_weights and not settings.allow_random_weights:
-        raise StartupError(
-            "model was exported with random weights (a demo); set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"
-        )
-    try:
+        manifest = servable_manifest(settings.model_dir, settings.allow_random_weights)
         resolve_providers(settings.device)
         options = load_options(settings)
         if manifest.encrypted:
@@ -48,7 +41,7 @@ def preflight(settings: Settings) -> None:
             read_artifact(settings.model_dir, manifest, DECODER, options.model_key)
         if settings.api_keys_file is not None:
             ApiKeys.from_file(settings.api_keys_file)
-    except (DeviceUnavailable, ModelKeyError, SettingsError, ApiKeyError) as exc:
+    except (ModelLoadError, DeviceUnavailable, ModelKeyError, SettingsError, ApiKeyError) as exc:
         raise StartupError(str(exc)) from None
 
 

@@ -37,15 +37,18 @@ def eye_png() -> bytes:
     return render.encode_png(image)
 
 
+ALL_OUTPUTS = {"outputs": "mask,probability,uncertainty,overlay", "seed": 3}
+
+
+def _predict_raw(server: ServerProcess, image: bytes, params: dict) -> httpx.Response:
+    return httpx.post(
+        server.base_url + "/predict", params=params, content=image, headers={"content-type": "image/png"}, timeout=120
+    )
+
+
 @pytest.fixture(scope="module")
 def full_answer(server: ServerProcess, eye_png: bytes) -> dict:
-    response = httpx.post(
-        server.base_url + "/predict",
-        params={"outputs": "mask,probability,uncertainty,overlay", "seed": 3},
-        content=eye_png,
-        headers={"content-type": "image/png"},
-        timeout=120,
-    )
+    response = _predict_raw(server, eye_png, ALL_OUTPUTS)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -85,7 +88,7 @@ def test_raw_upload_json_answer(full_answer: dict) -> None:
 def test_multipart_upload_gives_the_same_answer(server: ServerProcess, eye_png: bytes, full_answer: dict) -> None:
     response = httpx.post(
         server.base_url + "/predict",
-        params={"outputs": "mask,probability,uncertainty,overlay", "seed": 3},
+        params=ALL_OUTPUTS,
         files={"image": ("eye.png", eye_png, "image/png")},
         timeout=120,
     )
@@ -146,13 +149,7 @@ def test_parameters_at_bounds_and_explicit_prompts(server: ServerProcess, eye_pn
 
 
 def test_same_image_same_answer(server: ServerProcess, eye_png: bytes, full_answer: dict) -> None:
-    again = httpx.post(
-        server.base_url + "/predict",
-        params={"outputs": "mask,probability,uncertainty,overlay", "seed": 3},
-        content=eye_png,
-        headers={"content-type": "image/png"},
-        timeout=120,
-    ).json()
+    again = _predict_raw(server, eye_png, ALL_OUTPUTS).json()
     assert again["outputs"] == full_answer["outputs"]
 
 
