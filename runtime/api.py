@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from vreyesam.runtime import render
 from vreyesam.runtime.admission import Admission, Overloaded
@@ -35,6 +36,7 @@ from vreyesam.runtime.settings import Settings
 log = logging.getLogger("vreyesam.server")
 
 MAX_POINTS = 64
+CLIENT_CLOSED_REQUEST = 499
 OUTPUT_NAMES = ("mask", "probability", "uncertainty", "overlay")
 _STATUS_CODES = {
     400: "bad_request",
@@ -86,6 +88,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         location = errors[0].get("loc", ()) if errors else ()
         name = str(location[-1]) if location else "request"
         return error_response(422, "invalid_parameter", f"invalid value for parameter '{name}'")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> Response:
+        # The caller hung up mid-upload: nobody reads this answer, and it is not a server error.
+        # 499 is the common log convention for "client closed request".
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

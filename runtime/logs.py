@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import uuid
+import warnings
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,7 +42,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True, default=str)
 
 
+def _log_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: object, **__: object
+) -> None:
+    # Library warnings (e.g. Pillow on a malformed upload) become JSON lines naming only their category:
+    # Python's own format would print a source path and text derived from the caller's data.
+    logging.getLogger("vreyesam.warnings").warning("library warning", extra={"fields": {"category": category.__name__}})
+
+
 def configure_logging(level: str) -> None:
+    """JSON lines on stderr for everything the server process says, OpenCV's native logger silenced."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -50,6 +60,13 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    warnings.showwarning = _log_warning
+    # OpenCV prints its own decode errors (with build paths) straight to stderr; the decoder already
+    # turns every failure into a 4xx, so its native log has nothing to add. Imported after the image
+    # limits were put in the environment (see serve.py).
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def request_id_from(scope: Scope) -> str:

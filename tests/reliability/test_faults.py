@@ -1,0 +1,196 @@
+"""Faults: a broken or forbidden model directory, and SIGTERM during a request, against real server processes.
+
+Each broken model must stop `vreyesam serve` with a non-zero exit and a short, generic message on stderr
+(no traceback, no path). Integrity and policy checks (missing, truncated or tampered artifact, random
+weights without permission, no model directory) fail before the port opens; a golden self-test failure
+happens after start-up, in the background loader, and stops the server with exit code 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.reliability import corpus
+from tests.runtime.server_process import free_port, start_server
+
+QUICK_EXIT_S = 60  # verification hashes ~155 MB: a few seconds, more on a busy machine
+PATH_LIKE = re.compile(r"(?:/[\w.-]+){2,}|/tmp\b|/work\b|site-packages|\.py\b")
+
+
+def _serve(model_dir: Path, *args: str, env: dict[str, str] | None = None, timeout_s: float = QUICK_EXIT_S):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VREYESAM_")}
+    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    command = [sys.executable, "-m", "vreyesam", "serve", "--model", str(model_dir), "--port", str(free_port()), *args]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout_s, check=False)
+    return result, time.monotonic() - started
+
+
+def _assert_generic(stderr: str, model_dir: Path) -> None:
+    assert "Traceback" not in stderr and 'File "' not in stderr, stderr
+    assert str(model_dir) not in stderr and model_dir.name not in stderr, stderr
+    assert not PATH_LIKE.findall(stderr), (PATH_LIKE.findall(stderr), stderr)
+
+
+def _assert_quick_refusal(result: subprocess.CompletedProcess[str], model_dir: Path, expected: str) -> None:
+    """Exit 1 before the port opens, with one line `vreyesam serve: error: ...` on stderr."""
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("vreyesam serve: error: "), lines
+    assert expected in lines[0], lines
+    assert len(lines[0]) <= 200, lines
+    assert result.stdout == ""
+    _assert_generic(result.stderr, model_dir)
+
+
+def _copy_model(source: Path, target: Path, skip: tuple[str, ...] = ()) -> Path:
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name not in skip:
+            shutil.copyfile(item, target / item.name)  # real copies: the shared model is never written to
+    return target
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        pytest.param("missing", "model directory failed verification: encoder artifact is missing", id="missing"),
+        pytest.param(
+            "truncated",
+            "model directory failed verification: encoder artifact does not match its sha256",
+            id="truncated",
+        ),
+        pytest.param(
+            "byte-flipped",
+            "model directory failed verification: encoder artifact does not match its sha256",
+            id="byte-flipped",
+        ),
+    ],
+)
+def test_damaged_encoder_refuses_to_start(model_dir: Path, tmp_path: Path, fault: str, expected: str) -> None:
+    copy = _copy_model(model_dir, tmp_path / "model-under-test", skip=("encoder.onnx",) if fault == "missing" else ())
+    encoder = copy / "encoder.onnx"
+    try:
+        if fault == "truncated":
+            with encoder.open("r+b") as handle:
+                handle.truncate(encoder.stat().st_size // 2)
+        elif fault == "byte-flipped":
+            with encoder.open("r+b") as handle:  # same size, one byte different, deep in the weights
+                handle.seek(encoder.stat().st_size * 2 // 3)
+                byte = handle.read(1)
+                handle.seek(-1, io.SEEK_CUR)
+                handle.write(bytes([byte[0] ^ 0x01]))
+        result, elapsed = _serve(copy, "--allow-random-weights")
+        _assert_quick_refusal(result, copy, expected)
+        assert elapsed < QUICK_EXIT_S
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def test_golden_mismatch_stops_the_server_after_start(model_dir: Path, tmp_path: Path) -> None:
+    """Golden expectation corrupted and re-pinned in the manifest: the sha256 check passes, the self-test fails."""
+    copy = _copy_model(model_dir, tmp_path / "model-under-test")
+    try:
+        golden_path = copy / "golden.npz"
+        with np.load(golden_path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        arrays["low_res_logits"] = -arrays["low_res_logits"] + 10.0  # far outside any tolerance
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        golden_path.write_bytes(buffer.getvalue())
+        manifest_path = copy / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["artifacts"]["golden"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+        manifest["artifacts"]["golden"]["bytes"] = len(buffer.getvalue())
+        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+        result, _ = _serve(copy, "--allow-random-weights", timeout_s=300)
+        assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+        lines = result.stderr.strip().splitlines()
+        assert 1 <= len(lines) <= 20, result.stderr[-3000:]
+        failure = [line for line in lines if "model failed to load" in line]
+        assert failure and "golden self-test" in failure[0], lines
+        assert "Uvicorn running" in result.stderr  # it did open the port: this check runs after start-up
+        _assert_generic(result.stderr, copy)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def test_random_weights_need_permission(model_dir: Path) -> None:
+    result, _ = _serve(model_dir)  # no --allow-random-weights, no VREYESAM_ALLOW_RANDOM_WEIGHTS
+    _assert_quick_refusal(result, model_dir, "VREYESAM_ALLOW_RANDOM_WEIGHTS=1")
+
+
+def test_missing_model_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    result, _ = _serve(missing, "--allow-random-weights")
+    _assert_quick_refusal(result, missing, "model directory not found")
+
+
+def test_sigterm_lets_the_request_in_flight_finish(model_dir: Path, tmp_path: Path) -> None:
+    shutdown_timeout_s = 30
+    proc = start_server(
+        model_dir,
+        tmp_path / "server.log",
+        "--allow-random-weights",
+        env={"VREYESAM_SHUTDOWN_TIMEOUT_S": str(shutdown_timeout_s)},
+    )
+    try:
+        proc.wait_until("/readyz", 200, timeout_s=180)
+        image = corpus.png(400, 300)
+        answer: dict[str, object] = {}
+
+        def predict() -> None:
+            try:
+                answer["response"] = httpx.post(
+                    proc.base_url + "/predict",
+                    params={"points": 30},
+                    content=image,
+                    headers={"content-type": "image/png"},
+                    timeout=120,
+                )
+            except Exception as exc:  # reported below
+                answer["error"] = exc
+
+        client = threading.Thread(target=predict)
+        started = time.monotonic()
+        client.start()
+        time.sleep(1.0)  # the prediction takes several seconds: it is running now
+        assert client.is_alive(), answer
+        proc.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+
+        time.sleep(0.5)  # the listening socket is closed first: no new request gets in
+        with pytest.raises(httpx.TransportError):
+            httpx.get(proc.base_url + "/healthz", timeout=2)
+
+        client.join(timeout=120)
+        assert "error" not in answer, answer
+        response = answer["response"]
+        assert isinstance(response, httpx.Response)
+        assert response.status_code == 200, response.text[:300]
+        assert response.json()["parameters"]["points"] == 30
+        assert time.monotonic() - started > 1.0
+
+        code = proc.process.wait(timeout=shutdown_timeout_s + 10)
+        assert code == 0, proc.log()[-2000:]
+        assert time.monotonic() - signalled < shutdown_timeout_s
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.stop(signal.SIGKILL, timeout_s=10)

@@ -1,0 +1,65 @@
+"""Fuzzing `decode_image` for a bounded time: any input gives an HxWx3 uint8 array or ImageInputError.
+
+Two runs of the same property (tests/reliability/fuzz_decode.py):
+- coverage-guided with atheris (libFuzzer), in a subprocess for 20 s, when atheris is installed;
+- a seeded random-mutation loop (3000 mutations of JPEG/PNG/BMP/TIFF/WebP seed images), in-process,
+  always: deterministic, a few seconds, and the fallback where atheris has no wheel.
+For a longer run: `python tests/reliability/fuzz_decode.py -max_total_time=600`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.reliability import fuzz_decode
+
+HARNESS = Path(fuzz_decode.__file__)
+ATHERIS_SECONDS = 20
+
+
+def test_seed_images_decode() -> None:
+    # The seeds are valid images of every allowed format: the property holds and each decodes to pixels.
+    for name, data in fuzz_decode.seed_inputs().items():
+        fuzz_decode.check_one(data)
+        if not name.startswith(("huge", "polyglot")):
+            from vreyesam.runtime.decode import decode_image
+
+            assert decode_image(data).shape == (24, 32, 3), name
+
+
+def test_seeded_mutations() -> None:
+    assert fuzz_decode.mutation_fuzz(3000, seed=0) >= 3000
+
+
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
+def test_atheris_bounded_run(tmp_path: Path) -> None:
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(HARNESS),
+            str(corpus_dir),
+            f"-max_total_time={ATHERIS_SECONDS}",
+            "-seed=1",
+            "-timeout=20",  # seconds per input: a hang is a finding
+            "-rss_limit_mb=3072",
+            "-max_len=65536",
+            "-print_final_stats=1",
+        ],
+        cwd=tmp_path,  # a finding is written here as crash-*/timeout-*/oom-*
+        capture_output=True,
+        text=True,
+        timeout=ATHERIS_SECONDS + 120,
+        check=False,
+    )
+    tail = result.stderr[-4000:]
+    findings = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-", "leak-")))
+    assert result.returncode == 0 and not findings, f"exit {result.returncode}, findings {findings}:\n{tail}"
+    assert "Done " in result.stderr, tail
+    assert any(corpus_dir.iterdir())
