@@ -19,15 +19,6 @@ ENCODER_INPUTS = ("image",)
 ENCODER_OUTPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1")
 DECODER_INPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1", "point_coords", "point_labels")
 DECODER_OUTPUTS = ("low_res_logits", "scores")
-# The one table of dynamic axes: images in a batch, prompts per call.
-DYNAMIC_AXES = {
-    "image": {0: "batch"},
-    "image_embed_enc": {0: "batch"},
-    "point_coords": {0: "prompts"},
-    "point_labels": {0: "prompts"},
-    "low_res_logits": {0: "prompts"},
-    "scores": {0: "prompts"},
-}
 # Feature-map sizes of SAM2 at 1024x1024 input (strides 16, 4, 8).
 FEATURE_SHAPES = {
     "image_embed": (256, 64, 64),
