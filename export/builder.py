@@ -23,9 +23,9 @@ from onnxscript import optimizer
 
 from vreyesam.export import fidelity, graphs, model, weights
 from vreyesam.export.reference import TorchReference
-from vreyesam.runtime import crypto, golden, preprocess, procedure, synth
+from vreyesam.runtime import crypto, golden, openvino_sessions, preprocess, procedure, synth, variants
 from vreyesam.runtime.decode import ImageInputError, read_image_file
-from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
+from vreyesam.runtime.loader import LoadOptions, ModelLoadError, build_segmenter, load_segmenter
 from vreyesam.runtime.manifest import (
     DECODER,
     ENCODER,
@@ -37,9 +37,11 @@ from vreyesam.runtime.manifest import (
     Preprocessing,
     ProcedureDefaults,
     TensorSpec,
+    Variant,
     WeightsSource,
     sha256_file,
 )
+from vreyesam.runtime.sessions import CPU_PROVIDER
 
 log = logging.getLogger("vreyesam.export")
 
@@ -47,6 +49,10 @@ MODEL_NAME = "vreyesam-sam2-hiera-s"
 OPSET = 17
 GOLDEN_POINTS = 4
 GOLDEN_TOLERANCE = {"logits_relative_error": 1e-2, "scores_max_abs_error": 1e-2}
+# Reduced-precision variants gated at export: name -> (encoder, decoder) graph precision.
+REDUCED_VARIANTS = {variants.BF16: ("bf16", "bf16"), variants.BF16_ENCODER: ("bf16", "fp32")}
+# The start-up self-test of a variant catches a broken engine; its fidelity is proven by the gate.
+VARIANT_GOLDEN_TOLERANCE = {"logits_relative_error": 5e-2, "scores_max_abs_error": 5e-2}
 CALIBRATION_SEED = 20251127
 # Built-in calibration set: (width, height, mode) of synthetic eye images, VRBiom size first.
 CALIBRATION_SHAPES = ((400, 300, "nir"), (400, 300, "rgb"), (640, 480, "nir"), (300, 400, "rgb"))
@@ -68,6 +74,7 @@ class ExportRequest:
     force: bool = False
     encryption_key: bytes | None = field(default=None, repr=False)
     thresholds: fidelity.Thresholds = field(default_factory=fidelity.Thresholds)
+    reduced_variants: bool = True  # gate the bf16 variants too (where this machine can run them)
 
 
 def _load_model(request: ExportRequest) -> tuple[torch.nn.Module, WeightsSource]:
@@ -128,7 +135,8 @@ def _artifact(path: Path) -> Artifact:
 
 def _tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("torch", "sam2", "onnx", "onnxruntime", "onnxscript", "numpy", "opencv-python-headless"):
+    packages = ("torch", "sam2", "onnx", "onnxruntime", "onnxscript", "openvino", "numpy", "opencv-python-headless")
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -183,6 +191,61 @@ def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_re
     )
 
 
+def _gate_variant(
+    staging: Path, manifest: Manifest, name: str, outcomes: list[fidelity.ReferenceOutcome], sample: golden.GoldenSample
+) -> Variant:
+    encoder, decoder = REDUCED_VARIANTS[name]
+    choice = variants.Choice(name=name, encoder=encoder, decoder=decoder, golden_tolerance=VARIANT_GOLDEN_TOLERANCE)
+    try:
+        segmenter = build_segmenter(staging, manifest, [CPU_PROVIDER], choice, LoadOptions(device="cpu"))
+    except ModelLoadError as exc:
+        problem = f"{name} failed to load: {exc}"
+        return Variant(
+            encoder, decoder, passed=False, fidelity={"passed": False, "problems": [problem]}, golden_tolerance={}
+        )
+    results = [fidelity.measure_image(segmenter, outcome) for outcome in outcomes]
+    problems = fidelity.failures(results, fidelity.REDUCED_PRECISION)
+    try:
+        golden.run_golden(segmenter, sample, VARIANT_GOLDEN_TOLERANCE)
+    except golden.GoldenMismatch as exc:
+        problems.append(str(exc))
+    report = fidelity.report(results, fidelity.REDUCED_PRECISION, not problems, segmenter.provider)
+    if problems:
+        report["problems"] = problems
+    return Variant(
+        encoder=encoder,
+        decoder=decoder,
+        passed=not problems,
+        fidelity=report,
+        golden_tolerance=dict(VARIANT_GOLDEN_TOLERANCE),
+    )
+
+
+def _gate_variants(
+    staging: Path,
+    manifest: Manifest,
+    outcomes: list[fidelity.ReferenceOutcome],
+    sample: golden.GoldenSample,
+    progress: Callable[[str], None],
+) -> dict[str, Variant]:
+    """Each reduced-precision variant with its gate verdict; none where this machine cannot run bf16."""
+    if not openvino_sessions.bf16_supported():
+        progress("bf16 variants not gated: this machine lacks OpenVINO or a CPU with native bf16; fp32 only")
+        return {}
+    gated = {}
+    for name in REDUCED_VARIANTS:
+        variant = gated[name] = _gate_variant(staging, manifest, name, outcomes, sample)
+        worst = variant.fidelity.get("worst")
+        figures = (
+            f"logits relative error {worst['logits_relative_error']:.2e}, "
+            f"confident-pixel IoU {worst['confident_pixel_iou']:.4f}"
+            if worst
+            else "; ".join(variant.fidelity["problems"])
+        )
+        progress(f"variant {name}: {'passed' if variant.passed else 'rejected'} ({figures})")
+    return gated
+
+
 def _encrypt(staging: Path, manifest: Manifest, key: bytes) -> Manifest:
     """Replace each graph by its AES-GCM ciphertext (`*.onnx.enc`); the golden sample stays readable."""
     artifacts = dict(manifest.artifacts)
@@ -232,7 +295,8 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         for path in (exported.encoder, exported.decoder):
             _fold(path)
         progress("recording the golden sample")
-        golden.save_golden(staging / "golden.npz", _golden_sample(reference, prep))
+        sample = _golden_sample(reference, prep)
+        golden.save_golden(staging / "golden.npz", sample)
         artifacts = {
             ENCODER: _artifact(exported.encoder),
             DECODER: _artifact(exported.decoder),
@@ -244,11 +308,15 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         except ModelLoadError as exc:
             raise ExportError(f"exported model failed to load: {exc}") from None
         progress(f"fidelity gate on {len(images)} calibration images")
-        results = [fidelity.measure_image(name, image, segmenter, reference) for name, image in images]
+        outcomes = [fidelity.reference_outcome(name, image, segmenter, reference) for name, image in images]
+        results = [fidelity.measure_image(segmenter, outcome) for outcome in outcomes]
         problems = fidelity.failures(results, request.thresholds)
-        manifest = _manifest(source, artifacts, fidelity.report(results, request.thresholds, not problems))
+        report = fidelity.report(results, request.thresholds, not problems, segmenter.provider)
+        manifest = _manifest(source, artifacts, report)
         if problems:
             raise ExportError("fidelity gate failed: " + "; ".join(problems))
+        if request.reduced_variants:
+            manifest = replace(manifest, variants=_gate_variants(staging, manifest, outcomes, sample, progress))
         if request.encryption_key is not None:
             progress("encrypting the ONNX graphs")
             manifest = _encrypt(staging, manifest, request.encryption_key)

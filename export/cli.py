@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", type=Path, metavar="DIR", help="extra images for the fidelity gate")
     parser.add_argument("--force", action="store_true", help="replace an existing model directory")
     parser.add_argument(
+        "--skip-variants", action="store_true", help="gate and record no reduced-precision (bf16) variant; fp32 only"
+    )
+    parser.add_argument(
         "--encrypt",
         action="store_true",
         help="encrypt the ONNX graphs (AES-256-GCM) with the key in --key-file",
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_dir=args.calibration,
         force=args.force,
         encryption_key=key,
+        reduced_variants=not args.skip_variants,
     )
     started = time.perf_counter()
     try:
@@ -102,4 +106,6 @@ def run(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.1f} s; fidelity: final mask IoU >= {worst['final_mask_iou']:.4f}, "
         f"logits relative error <= {worst['logits_relative_error']:.1e}"
     )
+    for name, variant in manifest.variants.items():
+        print(f"variant {name}: {'passed its gate' if variant.passed else 'rejected by its gate, not served'}")
     return 0

@@ -1,8 +1,9 @@
-"""The export's fidelity gate: the ONNX model on onnxruntime (CPU) against the PyTorch model.
+"""The export's fidelity gate: the exported model, in each precision variant, against the PyTorch model.
 
 For each calibration image both sides run the full VREyeSAM procedure with the same seeded prompts; the
-report records embedding and logit errors, per-prompt mask IoU and the final binary-mask IoU. An artifact
-that misses a threshold is not written.
+report records embedding and logit errors, per-prompt, confident-pixel and final binary-mask IoU. An fp32
+model that misses a threshold is not written; a reduced-precision variant that misses is recorded as
+rejected and never served.
 """
 
 from __future__ import annotations
@@ -12,17 +13,24 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-import torch
 
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import procedure
-from vreyesam.runtime.segmenter import PredictOptions, Segmenter
+from vreyesam.runtime.segmenter import PredictOptions, PreparedImage, Segmenter
 
 
 @dataclass(frozen=True)
 class Thresholds:
     min_final_iou: float = 0.999
     max_logits_relative_error: float = 1e-4
+    min_confident_pixel_iou: float = 0.999
+
+
+# Reduced-precision variants ship only within these bounds (fp32 stays under the strict default above).
+REDUCED_PRECISION = Thresholds(min_final_iou=0.0, max_logits_relative_error=1e-2, min_confident_pixel_iou=0.99)
+# A reference logit is "confident" when |l| >= this fraction of its mask's max |l|: near-zero logits
+# flip sign under any rounding and say nothing about the mask.
+CONFIDENT_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,21 @@ class ImageFidelity:
     scores_max_abs_error: float
     prompt_mask_iou_min: float
     prompt_mask_iou_mean: float
+    confident_pixel_iou: float
     final_mask_iou: float
+
+
+@dataclass(frozen=True)
+class ReferenceOutcome:
+    """What torch gives for one calibration image; computed once and compared with every variant."""
+
+    name: str
+    image_rgb: np.ndarray
+    features: tuple[np.ndarray, np.ndarray, np.ndarray]
+    logits: np.ndarray
+    scores: np.ndarray
+    masks: np.ndarray  # per-prompt boolean masks in the fitted frame
+    final: np.ndarray  # the final binary mask at the input size
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,50 +68,75 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def _errors(actual: Iterable[np.ndarray], expected: Iterable[torch.Tensor]) -> tuple[float, float]:
+def confident_pixel_iou(logits: np.ndarray, reference: np.ndarray, fraction: float = CONFIDENT_FRACTION) -> float:
+    """IoU of the positive pixels of two NxHxW logit stacks, counted only where the reference is confident."""
+    scale = np.abs(reference).reshape(len(reference), -1).max(axis=1)[:, None, None]
+    confident = np.abs(reference) >= fraction * scale
+    return iou((logits > 0) & confident, (reference > 0) & confident)
+
+
+def _errors(actual: Iterable[np.ndarray], expected: Iterable[np.ndarray]) -> tuple[float, float]:
     max_abs, scale = 0.0, 0.0
     for got, want in zip(actual, expected, strict=True):
-        reference = want.numpy()
-        max_abs = max(max_abs, float(np.abs(got - reference).max()))
-        scale = max(scale, float(np.abs(reference).max()))
+        max_abs = max(max_abs, float(np.abs(got - want).max()))
+        scale = max(scale, float(np.abs(want).max()))
     return max_abs, max_abs / (scale or 1.0)
 
 
-def measure_image(name: str, image_rgb: np.ndarray, segmenter: Segmenter, reference: TorchReference) -> ImageFidelity:
-    manifest = segmenter.manifest
-    threshold = manifest.procedure.threshold
+def _prompts(segmenter: Segmenter, image_rgb: np.ndarray) -> tuple[PreparedImage, np.ndarray, np.ndarray]:
     prepared = segmenter.prepare(image_rgb)
     points = segmenter.prompt_points(prepared, PredictOptions())
-    model_points = procedure.to_model_frame(points, prepared.fitted_hw, manifest.preprocessing.image_size)
+    model_points = procedure.to_model_frame(points, prepared.fitted_hw, segmenter.manifest.preprocessing.image_size)
+    return prepared, points, model_points
 
+
+def reference_outcome(
+    name: str, image_rgb: np.ndarray, segmenter: Segmenter, reference: TorchReference
+) -> ReferenceOutcome:
+    """Torch's side for one image, with the same fitted image and seeded prompts as the runtime uses."""
+    manifest = segmenter.manifest
+    prepared, _, model_points = _prompts(segmenter, image_rgb)
+    features = reference.features(prepared.fitted)
+    logits, scores = reference.decode(features, model_points)
+    masks = reference.masks(logits, prepared.fitted_hw, manifest.procedure.mask_logit_threshold)
+    binary = reference.binary(masks, scores, manifest.procedure.threshold).numpy().astype(np.uint8)
+    return ReferenceOutcome(
+        name=name,
+        image_rgb=image_rgb,
+        features=tuple(feature.numpy() for feature in features),  # type: ignore[arg-type]
+        logits=logits.numpy(),
+        scores=scores.numpy(),
+        masks=masks.numpy(),
+        final=procedure.resize_to(binary, prepared.input_hw, cv2.INTER_NEAREST).astype(bool),
+    )
+
+
+def measure_image(segmenter: Segmenter, expected: ReferenceOutcome) -> ImageFidelity:
+    manifest = segmenter.manifest
+    prepared, points, model_points = _prompts(segmenter, expected.image_rgb)
     features = segmenter.encode(prepared.tensor)
     logits, scores = segmenter.decode(features, model_points)
-    ours = segmenter.postprocess(prepared, points, logits, scores, threshold)
-
-    torch_features = reference.features(prepared.fitted)
-    torch_logits, torch_scores = reference.decode(torch_features, model_points)
-    torch_masks = reference.masks(torch_logits, prepared.fitted_hw, manifest.procedure.mask_logit_threshold)
-    torch_binary = reference.binary(torch_masks, torch_scores, threshold).numpy().astype(np.uint8)
-    torch_final = procedure.resize_to(torch_binary, prepared.input_hw, cv2.INTER_NEAREST).astype(bool)
+    ours = segmenter.postprocess(prepared, points, logits, scores, manifest.procedure.threshold)
 
     our_masks = procedure.upscale_logits(logits, prepared.fitted_hw) > manifest.procedure.mask_logit_threshold
-    prompt_ious = [iou(a, b) for a, b in zip(our_masks, torch_masks.numpy(), strict=True)]
+    prompt_ious = [iou(a, b) for a, b in zip(our_masks, expected.masks, strict=True)]
     embed_abs, embed_rel = _errors(
-        (features.image_embed, features.high_res_feats_0, features.high_res_feats_1), torch_features
+        (features.image_embed, features.high_res_feats_0, features.high_res_feats_1), expected.features
     )
-    logits_abs, logits_rel = _errors([logits], [torch_logits])
+    logits_abs, logits_rel = _errors([logits], [expected.logits])
     return ImageFidelity(
-        name=name,
+        name=expected.name,
         height=prepared.input_hw[0],
         width=prepared.input_hw[1],
         embedding_max_abs_error=embed_abs,
         embedding_relative_error=embed_rel,
         logits_max_abs_error=logits_abs,
         logits_relative_error=logits_rel,
-        scores_max_abs_error=float(np.abs(scores - torch_scores.numpy()).max()),
+        scores_max_abs_error=float(np.abs(scores - expected.scores).max()),
         prompt_mask_iou_min=min(prompt_ious),
         prompt_mask_iou_mean=float(np.mean(prompt_ious)),
-        final_mask_iou=iou(ours.binary, torch_final),
+        confident_pixel_iou=confident_pixel_iou(logits, expected.logits),
+        final_mask_iou=iou(ours.binary, expected.final),
     )
 
 
@@ -99,6 +146,11 @@ def failures(results: list[ImageFidelity], thresholds: Thresholds) -> list[str]:
     for result in results:
         if not result.final_mask_iou >= thresholds.min_final_iou:
             problems.append(f"{result.name}: final mask IoU {result.final_mask_iou:.5f} < {thresholds.min_final_iou}")
+        if not result.confident_pixel_iou >= thresholds.min_confident_pixel_iou:
+            problems.append(
+                f"{result.name}: confident-pixel IoU {result.confident_pixel_iou:.5f} "
+                f"< {thresholds.min_confident_pixel_iou}"
+            )
         if not result.logits_relative_error <= thresholds.max_logits_relative_error:
             problems.append(
                 f"{result.name}: logits relative error {result.logits_relative_error:.2e} "
@@ -107,14 +159,15 @@ def failures(results: list[ImageFidelity], thresholds: Thresholds) -> list[str]:
     return problems
 
 
-def report(results: list[ImageFidelity], thresholds: Thresholds, passed: bool) -> dict[str, object]:
+def report(results: list[ImageFidelity], thresholds: Thresholds, passed: bool, measured_on: str) -> dict[str, object]:
     return {
         "passed": passed,
-        "measured_on": "onnxruntime CPUExecutionProvider vs torch CPU",
+        "measured_on": f"{measured_on} vs torch fp32 CPU",
         "thresholds": asdict(thresholds),
         "worst": {
             "final_mask_iou": min(r.final_mask_iou for r in results),
             "prompt_mask_iou_min": min(r.prompt_mask_iou_min for r in results),
+            "confident_pixel_iou": min(r.confident_pixel_iou for r in results),
             "logits_relative_error": max(r.logits_relative_error for r in results),
             "embedding_relative_error": max(r.embedding_relative_error for r in results),
         },

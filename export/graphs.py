@@ -9,6 +9,8 @@ only what the VREyeSAM procedure reads: the first multimask output (`masks[:, 0]
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ ENCODER_INPUTS = ("image",)
 ENCODER_OUTPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1")
 DECODER_INPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1", "point_coords", "point_labels")
 DECODER_OUTPUTS = ("low_res_logits", "scores")
+IMAGE_SIZE = 1024  # SAM2's square model input
 # Feature-map sizes of SAM2 at 1024x1024 input (strides 16, 4, 8).
 FEATURE_SHAPES = {
     "image_embed": (256, 64, 64),
@@ -82,6 +85,25 @@ class PromptDecoder(nn.Module):
         return low_res_masks[:, 0], iou_predictions[:, 0]
 
 
+@contextmanager
+def _constant_position_embedding(sam_model: nn.Module, image_size: int) -> Iterator[None]:
+    """Trace Hiera's positional embedding as one precomputed constant instead of a bicubic `Resize` + `Tile`.
+
+    Its inputs are weights and its size is fixed by the 1024x1024 input, so the value is a constant; left as
+    a graph, every engine must fold a bicubic resize at load (OpenVINO's CPU plugin took ~100 s on it).
+    The value is the one torch computes, and the trunk is restored afterwards (the gate runs torch).
+    """
+    trunk = sam_model.image_encoder.trunk
+    with torch.no_grad():
+        grid = trunk.patch_embed(torch.zeros(1, 3, image_size, image_size)).shape[1:3]
+        position_embedding = trunk._get_pos_embed(tuple(grid))
+    trunk._get_pos_embed = lambda hw: position_embedding
+    try:
+        yield
+    finally:
+        del trunk._get_pos_embed
+
+
 @dataclass(frozen=True)
 class ExportedGraphs:
     encoder: Path
@@ -91,7 +113,7 @@ class ExportedGraphs:
 def _example_inputs(n_prompts: int) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(0)
     feats = [torch.randn(1, *FEATURE_SHAPES[name], generator=generator) for name in ENCODER_OUTPUTS]
-    coords = torch.randint(0, 1024, (n_prompts, 1, 2), generator=generator).float()
+    coords = torch.randint(0, IMAGE_SIZE, (n_prompts, 1, 2), generator=generator).float()
     labels = torch.ones(n_prompts, 1, dtype=torch.int32)
     return (*feats, coords, labels)
 
@@ -100,14 +122,14 @@ def export_graphs(sam_model: nn.Module, out_dir: Path, opset: int) -> ExportedGr
     """Trace both wrappers to ONNX (TorchScript exporter: its graphs are verified against torch here)."""
     encoder_path = out_dir / "encoder.onnx"
     decoder_path = out_dir / "decoder.onnx"
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _constant_position_embedding(sam_model, IMAGE_SIZE):
         # Known and reviewed: the legacy exporter's (and its internals') deprecation notices, and tracer
         # notes about Python branches on shapes fixed at 1024x1024 input (the gate checks the traced graph).
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             ImageEncoder(sam_model).eval(),
-            (torch.zeros(1, 3, 1024, 1024),),
+            (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),),
             str(encoder_path),
             input_names=list(ENCODER_INPUTS),
             output_names=list(ENCODER_OUTPUTS),

@@ -233,7 +233,7 @@ def create_app(
                     "name": manifest.model_name,
                     "version": manifest.model_version,
                     "sha256": manifest.model_sha256,
-                    "precision": manifest.precision,
+                    "precision": segmenter.precision,
                     "random_weights": manifest.source.random_weights,
                 },
             }

@@ -37,6 +37,7 @@ from vreyesam.runtime.decode import (
 )
 from vreyesam.runtime.sessions import DEVICES
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
+from vreyesam.runtime.variants import PRECISIONS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -302,7 +303,10 @@ def _error(message: str) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the command line's flags over them; the model directory must exist."""
     settings = load_settings().with_overrides(
-        model_dir=args.model, device=args.device, allow_random_weights=args.allow_random_weights
+        model_dir=args.model,
+        device=args.device,
+        precision=args.precision,
+        allow_random_weights=args.allow_random_weights,
     )
     if settings.model_dir is None:
         raise UsageError("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
@@ -421,6 +425,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=_fraction, help="probability threshold (default: the model's)")
     parser.add_argument("--seed", type=_at_least(0), help="seed of the prompt points (default: the model's)")
     parser.add_argument("--device", choices=DEVICES, help="execution device (default: $VREYESAM_DEVICE or auto)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 or a reduced variant the export passed (env VREYESAM_PRECISION, default auto)",
+    )
     parser.add_argument(
         "--allow-random-weights",
         action="store_true",

@@ -49,7 +49,7 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(actual.astype(np.float64) - expected).max()) / scale
 
 
-def run_golden(segmenter: Segmenter, sample: GoldenSample) -> dict[str, float]:
+def run_golden(segmenter: Segmenter, sample: GoldenSample, tolerance: dict[str, float]) -> dict[str, float]:
     """Errors of the segmenter's outputs on the golden sample; GoldenMismatch when out of tolerance."""
     prepared = segmenter.prepare(sample.image)
     features = segmenter.encode(prepared.tensor)
@@ -63,7 +63,6 @@ def run_golden(segmenter: Segmenter, sample: GoldenSample) -> dict[str, float]:
         "logits_relative_error": relative_error(logits, sample.low_res_logits),
         "scores_max_abs_error": float(np.abs(scores - sample.scores).max()),
     }
-    tolerance = segmenter.manifest.golden_tolerance
     for name, value in errors.items():
         if not value <= tolerance[name]:
             raise GoldenMismatch(f"golden self-test: {name} {value:.3g} exceeds {tolerance[name]:.3g}")

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vreyesam.runtime import crypto, golden
+from vreyesam.runtime import crypto, golden, variants
 from vreyesam.runtime.manifest import (
     DECODER,
     ENCODER,
@@ -20,6 +20,7 @@ from vreyesam.runtime.sessions import (
     CPU_PROVIDER,
     Device,
     DeviceUnavailable,
+    InferenceGraph,
     SessionConfig,
     create_session,
     resolve_providers,
@@ -36,6 +37,7 @@ class ModelLoadError(Exception):
 @dataclass(frozen=True)
 class LoadOptions:
     device: Device = "auto"
+    precision: str = "auto"  # "auto" | "fp32" | a reduced variant the export passed (runtime.variants)
     intra_op_threads: int = 0
     # Prompts per decoder call; 0 = by provider: 1 on CPU (measured faster), all prompts at once on GPU.
     decoder_batch: int = 0
@@ -48,6 +50,7 @@ def load_options(settings: Settings) -> LoadOptions:
     key_text = settings.model_key_text()
     return LoadOptions(
         device=settings.device,
+        precision=settings.precision,
         intra_op_threads=settings.threads,
         decoder_batch=settings.decoder_batch,
         allow_random_weights=settings.allow_random_weights,
@@ -78,22 +81,56 @@ def servable_manifest(model_dir: Path, allow_random_weights: bool) -> Manifest:
     return manifest
 
 
-def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
-    manifest = servable_manifest(model_dir, options.allow_random_weights)
+def _graph(model: bytes, precision: str, providers: list[str], options: LoadOptions) -> InferenceGraph:
+    if precision == variants.BF16:
+        from vreyesam.runtime.openvino_sessions import OpenVinoGraph
+
+        return OpenVinoGraph(model, options.intra_op_threads)
+    return create_session(
+        model, providers, SessionConfig(device=options.device, intra_op_threads=options.intra_op_threads)
+    )
+
+
+def plan(manifest: Manifest, options: LoadOptions) -> tuple[list[str], variants.Choice]:
+    """Execution providers and precision variant for these options; ModelLoadError when they cannot be met."""
+    from vreyesam.runtime.openvino_sessions import bf16_supported
+
     try:
         providers = resolve_providers(options.device)
-        config = SessionConfig(device=options.device, intra_op_threads=options.intra_op_threads)
-        encoder = create_session(read_artifact(model_dir, manifest, ENCODER, options.model_key), providers, config)
-        decoder = create_session(read_artifact(model_dir, manifest, DECODER, options.model_key), providers, config)
-    except (DeviceUnavailable, crypto.ModelKeyError) as exc:
+        choice = variants.choose_variant(manifest, options.precision, providers[0] == CPU_PROVIDER, bf16_supported)
+    except (DeviceUnavailable, variants.VariantUnavailable) as exc:
+        raise ModelLoadError(str(exc)) from None
+    return providers, choice
+
+
+def build_segmenter(
+    model_dir: Path, manifest: Manifest, providers: list[str], choice: variants.Choice, options: LoadOptions
+) -> Segmenter:
+    """Graphs for the chosen variant, without the self-test (the exporter gates variants with this)."""
+    from vreyesam.runtime.openvino_sessions import OpenVinoUnavailable
+
+    try:
+        encoder, decoder = (
+            _graph(read_artifact(model_dir, manifest, role, options.model_key), precision, providers, options)
+            for role, precision in ((ENCODER, choice.encoder), (DECODER, choice.decoder))
+        )
+    except (DeviceUnavailable, OpenVinoUnavailable, crypto.ModelKeyError) as exc:
         raise ModelLoadError(str(exc)) from None
     decoder_batch = options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else 64)
-    segmenter = Segmenter(manifest=manifest, encoder=encoder, decoder=decoder, decoder_batch=decoder_batch)
+    return Segmenter(
+        manifest=manifest, encoder=encoder, decoder=decoder, decoder_batch=decoder_batch, precision=choice.name
+    )
+
+
+def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
+    manifest = servable_manifest(model_dir, options.allow_random_weights)
+    providers, choice = plan(manifest, options)
+    segmenter = build_segmenter(model_dir, manifest, providers, choice, options)
     if options.self_test:
         sample = golden.load_golden(read_artifact(model_dir, manifest, GOLDEN, None))
         try:
-            errors = golden.run_golden(segmenter, sample)
+            errors = golden.run_golden(segmenter, sample, choice.golden_tolerance)
         except golden.GoldenMismatch as exc:
             raise ModelLoadError(str(exc)) from None
-        log.info("golden self-test passed on %s: %s", segmenter.provider, errors)
+        log.info("golden self-test passed on %s (%s): %s", segmenter.provider, choice.name, errors)
     return segmenter

@@ -84,6 +84,21 @@ class WeightsSource:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A reduced-precision way to run the same graphs, with the export's verdict on it.
+
+    The fp32 model itself is not a variant: it is what `precision`, `fidelity` and `golden_tolerance`
+    describe. A variant is served only if `passed` (its fidelity gate) is true.
+    """
+
+    encoder: str  # graph precision: "fp32" | "bf16"
+    decoder: str
+    passed: bool
+    fidelity: dict[str, Any]
+    golden_tolerance: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Manifest:
     schema_version: int
     model_name: str
@@ -99,6 +114,7 @@ class Manifest:
     golden_tolerance: dict[str, float]
     tools: dict[str, str]
     encrypted: bool = False
+    variants: dict[str, Variant] = field(default_factory=dict)
 
     @property
     def model_sha256(self) -> str:
@@ -120,6 +136,16 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 def _tensor_specs(raw: list[dict[str, Any]]) -> list[TensorSpec]:
     return [TensorSpec(name=str(t["name"]), dtype=str(t["dtype"]), shape=list(t["shape"])) for t in raw]
+
+
+def _variant(raw: dict[str, Any]) -> Variant:
+    return Variant(
+        encoder=str(raw["encoder"]),
+        decoder=str(raw["decoder"]),
+        passed=bool(raw["passed"]),
+        fidelity=dict(raw["fidelity"]),
+        golden_tolerance={k: float(v) for k, v in raw["golden_tolerance"].items()},
+    )
 
 
 def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
@@ -159,8 +185,9 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
             golden_tolerance={k: float(v) for k, v in raw["golden_tolerance"].items()},
             tools={str(k): str(v) for k, v in raw["tools"].items()},
             encrypted=bool(raw.get("encrypted", False)),
+            variants={str(name): _variant(v) for name, v in raw.get("variants", {}).items()},
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ManifestError("manifest is malformed") from exc
     for role in REQUIRED_ARTIFACTS:
         if role not in manifest.artifacts:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from vreyesam.runtime import preprocess, procedure
 from vreyesam.runtime.manifest import Manifest
+from vreyesam.runtime.sessions import InferenceGraph
 
 
 @dataclass(frozen=True)
@@ -76,18 +76,22 @@ class Segmenter:
         self,
         *,
         manifest: Manifest,
-        encoder: ort.InferenceSession,
-        decoder: ort.InferenceSession,
+        encoder: InferenceGraph,
+        decoder: InferenceGraph,
         decoder_batch: int,
+        precision: str = "fp32",
     ) -> None:
         self.manifest = manifest
+        self.precision = precision  # the variant served: "fp32" or a reduced one (runtime.variants)
         self.encoder = encoder
         self.decoder = decoder
         self.decoder_batch = max(1, decoder_batch)
 
     @property
     def provider(self) -> str:
-        return str(self.encoder.get_providers()[0])
+        """The engine of each graph, e.g. `CPUExecutionProvider` or `OpenVINO-CPU-bf16+CPUExecutionProvider`."""
+        engines = dict.fromkeys(str(graph.get_providers()[0]) for graph in (self.encoder, self.decoder))
+        return "+".join(engines)
 
     def prepare(self, image_rgb: np.ndarray) -> PreparedImage:
         prep = self.manifest.preprocessing

@@ -17,6 +17,7 @@ from vreyesam.runtime.decode import configure_opencv_limits
 from vreyesam.runtime.logs import configure_logging
 from vreyesam.runtime.sessions import DEVICES
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
+from vreyesam.runtime.variants import PRECISIONS
 
 log = logging.getLogger("vreyesam.server")
 
@@ -27,6 +28,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port (env VREYESAM_PORT or PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="server processes (env VREYESAM_WORKERS, default 1)")
     parser.add_argument("--device", choices=DEVICES, help="execution provider (env VREYESAM_DEVICE, default auto)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 or a reduced variant the export passed (env VREYESAM_PRECISION, default auto)",
+    )
     parser.add_argument(
         "--allow-random-weights",
         action="store_const",
@@ -42,6 +48,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         port=args.port,
         workers=args.workers,
         device=args.device,
+        precision=args.precision,
         allow_random_weights=args.allow_random_weights,
     )
 

@@ -17,10 +17,9 @@ from vreyesam.runtime.api import create_app
 from vreyesam.runtime.auth import ApiKeyError, ApiKeys
 from vreyesam.runtime.crypto import ModelKeyError
 from vreyesam.runtime.decode import configure_opencv_limits
-from vreyesam.runtime.loader import ModelLoadError, load_options, load_segmenter, read_artifact, servable_manifest
+from vreyesam.runtime.loader import ModelLoadError, load_options, load_segmenter, plan, read_artifact, servable_manifest
 from vreyesam.runtime.logs import configure_logging
 from vreyesam.runtime.manifest import DECODER
-from vreyesam.runtime.sessions import DeviceUnavailable, resolve_providers
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 
 
@@ -29,19 +28,19 @@ class StartupError(Exception):
 
 
 def preflight(settings: Settings) -> None:
-    """Cheap checks before the port opens: integrity, random-weights policy, execution provider."""
+    """Cheap checks before the port opens: integrity, random-weights policy, execution provider, precision."""
     if settings.model_dir is None or not settings.model_dir.is_dir():
         raise StartupError("model directory not found")
     try:
         manifest = servable_manifest(settings.model_dir, settings.allow_random_weights)
-        resolve_providers(settings.device)
         options = load_options(settings)
+        plan(manifest, options)
         if manifest.encrypted:
             # Decrypt the small graph now: a missing or wrong key refuses to start before the port opens.
             read_artifact(settings.model_dir, manifest, DECODER, options.model_key)
         if settings.api_keys_file is not None:
             ApiKeys.from_file(settings.api_keys_file)
-    except (ModelLoadError, DeviceUnavailable, ModelKeyError, SettingsError, ApiKeyError) as exc:
+    except (ModelLoadError, ModelKeyError, SettingsError, ApiKeyError) as exc:
         raise StartupError(str(exc)) from None
 
 

@@ -8,14 +8,23 @@ the CPU, so the provider actually in use is checked after the session is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
+import numpy as np
 import onnxruntime as ort
 
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+class InferenceGraph(Protocol):
+    """What the procedure needs from a loaded graph: an onnxruntime session, or runtime.openvino_sessions."""
+
+    def run(self, output_names: None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def get_providers(self) -> list[str]: ...
 
 
 class DeviceUnavailable(Exception):

@@ -16,6 +16,7 @@ from typing import Any
 
 from vreyesam.runtime.decode import DecodeLimits
 from vreyesam.runtime.sessions import DEVICES, Device
+from vreyesam.runtime.variants import PRECISIONS
 
 MiB = 1024 * 1024
 
@@ -31,6 +32,7 @@ class Settings:
     port: int = 8000  # VREYESAM_PORT, else PORT (set by Hugging Face Spaces), else 8000
     workers: int = 1  # VREYESAM_WORKERS: server processes, each with its own copy of the model
     device: Device = "auto"  # VREYESAM_DEVICE: auto | cpu | cuda
+    precision: str = "auto"  # VREYESAM_PRECISION: auto | fp32 | bf16 | bf16-encoder (variants that passed the gate)
     threads: int = 0  # VREYESAM_THREADS: onnxruntime intra-op threads (0 = one per core)
     decoder_batch: int = 0  # VREYESAM_DECODER_BATCH: prompts per decoder call (0 = by provider)
     allow_random_weights: bool = False  # VREYESAM_ALLOW_RANDOM_WEIGHTS: serve a random-weights demo model
@@ -125,6 +127,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def validate(settings: Settings) -> None:
     if settings.device not in DEVICES:
         raise SettingsError(f"VREYESAM_DEVICE must be one of {', '.join(DEVICES)}")
+    if settings.precision not in PRECISIONS:
+        raise SettingsError(f"VREYESAM_PRECISION must be one of {', '.join(PRECISIONS)}")
     if not 0 < settings.port < 65536:
         raise SettingsError("VREYESAM_PORT must be between 1 and 65535")
     for name in ("workers", "max_concurrency", "max_body_bytes", "max_width", "max_height", "max_pixels"):
