@@ -52,4 +52,5 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def segmenter(model_dir: Path):
     from vreyesam.runtime.loader import LoadOptions, load_segmenter
 
-    return load_segmenter(model_dir, LoadOptions(device="cpu", allow_random_weights=True))
+    """The fp32 model on onnxruntime's CPU provider (what the parity tests hold to Meta's predictor)."""
+    return load_segmenter(model_dir, LoadOptions(device="cpu", precision="fp32", allow_random_weights=True))

@@ -15,8 +15,10 @@ from onnx import helper, numpy_helper
 
 from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
 from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_file
+from vreyesam.runtime.openvino_sessions import bf16_supported
 
-OPTIONS = LoadOptions(device="cpu", allow_random_weights=True)
+NEEDS_BF16 = pytest.mark.skipif(not bf16_supported(), reason="no OpenVINO or no native bf16 on this CPU")
+OPTIONS = LoadOptions(device="cpu", precision="fp32", allow_random_weights=True)
 
 
 def _copy(model_dir: Path, tmp_path: Path) -> Path:
@@ -46,7 +48,10 @@ def test_graph_that_yields_nan_is_refused(model_dir: Path, tmp_path: Path) -> No
         load_segmenter(target, OPTIONS)
 
 
-def test_corrupted_expectation_is_refused(model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("precision", "tolerance"), [("fp32", r"0\.01"), pytest.param("bf16-encoder", r"0\.05", marks=NEEDS_BF16)]
+)
+def test_corrupted_expectation_is_refused(model_dir: Path, tmp_path: Path, precision: str, tolerance: str) -> None:
     target = _copy(model_dir, tmp_path)
     with np.load(target / "golden.npz") as archive:
         arrays = {name: archive[name] for name in archive.files}
@@ -55,8 +60,8 @@ def test_corrupted_expectation_is_refused(model_dir: Path, tmp_path: Path) -> No
     np.savez_compressed(buffer, **arrays)
     (target / "golden.npz").write_bytes(buffer.getvalue())
     _repin(target, "golden")
-    with pytest.raises(ModelLoadError, match=r"golden self-test: logits_relative_error .* exceeds 0\.01"):
-        load_segmenter(target, OPTIONS)
+    with pytest.raises(ModelLoadError, match=rf"golden self-test: logits_relative_error .* exceeds {tolerance}"):
+        load_segmenter(target, dataclasses.replace(OPTIONS, precision=precision))
 
 
 def test_tampered_file_without_repin_fails_verification(model_dir: Path, tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_file
+from vreyesam.runtime.openvino_sessions import bf16_supported
 
 
 def test_every_artifact_is_pinned(model_dir: Path) -> None:
@@ -40,6 +43,21 @@ def test_contract_fields(model_dir: Path) -> None:
     assert manifest.fidelity["worst"]["final_mask_iou"] >= 0.999
     assert manifest.fidelity["worst"]["logits_relative_error"] <= 1e-4
     assert {"torch", "sam2", "onnx", "onnxruntime", "python"} <= set(manifest.tools)
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="no OpenVINO or no native bf16 on this CPU: no variant is gated")
+def test_reduced_precision_variants_carry_their_gate_verdict(model_dir: Path) -> None:
+    variants = read_manifest(model_dir).variants
+    assert set(variants) == {"bf16", "bf16-encoder"}
+    for name, variant in variants.items():
+        worst = variant.fidelity["worst"]
+        assert variant.fidelity["thresholds"]["max_logits_relative_error"] == 1e-2
+        assert variant.fidelity["thresholds"]["min_confident_pixel_iou"] == 0.99
+        within = worst["logits_relative_error"] <= 1e-2 and worst["confident_pixel_iou"] >= 0.99
+        assert variant.passed is within, (name, worst)
+        assert variant.fidelity["measured_on"].startswith("OpenVINO-CPU-bf16")
+        assert bool(variant.fidelity.get("problems")) is not variant.passed
+        assert variant.golden_tolerance["logits_relative_error"] > 0
 
 
 def test_no_local_paths_user_or_token(model_dir: Path) -> None:

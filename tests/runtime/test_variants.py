@@ -1,0 +1,113 @@
+"""Precision variants: which one is served, that an impossible request is refused, and that bf16 holds up."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vreyesam.runtime import synth, variants
+from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
+from vreyesam.runtime.manifest import Manifest, Variant, read_manifest
+from vreyesam.runtime.openvino_sessions import bf16_supported
+from vreyesam.runtime.segmenter import PredictOptions, Segmenter
+
+TOLERANCE = {"logits_relative_error": 0.05, "scores_max_abs_error": 0.05}
+
+
+def _manifest(model_dir: Path, **verdicts: bool) -> Manifest:
+    """The test model's manifest with variants whose gate verdicts are given (bf16=..., bf16_encoder=...)."""
+    records = {
+        name.replace("_", "-"): Variant("bf16", "fp32" if name == "bf16_encoder" else "bf16", passed, {}, TOLERANCE)
+        for name, passed in verdicts.items()
+    }
+    return dataclasses.replace(read_manifest(model_dir), variants=records)
+
+
+def _choose(manifest: Manifest, requested: str, on_cpu: bool = True, bf16: bool = True) -> str:
+    return variants.choose_variant(manifest, requested, on_cpu, lambda: bf16).name
+
+
+def test_auto_takes_the_fastest_variant_that_passed(model_dir: Path) -> None:
+    assert _choose(_manifest(model_dir, bf16=True, bf16_encoder=True), "auto") == "bf16"
+    assert _choose(_manifest(model_dir, bf16=False, bf16_encoder=True), "auto") == "bf16-encoder"
+    assert _choose(_manifest(model_dir, bf16=False, bf16_encoder=False), "auto") == "fp32"
+    assert _choose(_manifest(model_dir), "auto") == "fp32"
+
+
+def test_auto_stays_fp32_without_native_bf16_or_on_a_gpu(model_dir: Path) -> None:
+    manifest = _manifest(model_dir, bf16=True, bf16_encoder=True)
+    assert _choose(manifest, "auto", bf16=False) == "fp32"
+    assert _choose(manifest, "auto", on_cpu=False) == "fp32"
+    assert _choose(manifest, "fp32") == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("requested", "on_cpu", "bf16", "message"),
+    [
+        ("bf16", True, True, "no such variant that passed its fidelity gate"),
+        ("bf16-encoder", False, True, "runs on the CPU only"),
+        ("bf16-encoder", True, False, "needs OpenVINO and a CPU with native bf16"),
+        ("int4", True, True, "unknown precision"),
+    ],
+)
+def test_explicit_request_that_cannot_be_met_is_an_error(
+    model_dir: Path, requested: str, on_cpu: bool, bf16: bool, message: str
+) -> None:
+    manifest = _manifest(model_dir, bf16=False, bf16_encoder=True)
+    with pytest.raises(variants.VariantUnavailable, match=message):
+        _choose(manifest, requested, on_cpu=on_cpu, bf16=bf16)
+
+
+def test_the_fp32_golden_tolerance_applies_to_fp32(model_dir: Path) -> None:
+    manifest = _manifest(model_dir, bf16_encoder=True)
+    assert variants.choose_variant(manifest, "fp32", True, lambda: True).golden_tolerance == manifest.golden_tolerance
+    assert variants.choose_variant(manifest, "auto", True, lambda: True).golden_tolerance == TOLERANCE
+
+
+def _passed_variants(model_dir: Path) -> list[str]:
+    return [name for name, variant in read_manifest(model_dir).variants.items() if variant.passed]
+
+
+def test_a_rejected_variant_is_never_loaded(model_dir: Path) -> None:
+    rejected = [name for name, variant in read_manifest(model_dir).variants.items() if not variant.passed]
+    for name in rejected:
+        with pytest.raises(ModelLoadError, match="passed its fidelity gate"):
+            load_segmenter(model_dir, LoadOptions(device="cpu", precision=name, allow_random_weights=True))
+
+
+@pytest.fixture(scope="module")
+def bf16_segmenter(model_dir: Path) -> Segmenter:
+    if not bf16_supported():
+        pytest.skip("no OpenVINO or no native bf16 on this CPU")
+    passed = _passed_variants(model_dir)
+    if not passed:
+        pytest.skip("no bf16 variant of the test model passed its gate on this machine")
+    return load_segmenter(model_dir, LoadOptions(device="cpu", precision=passed[0], allow_random_weights=True))
+
+
+def test_bf16_variant_agrees_with_fp32(bf16_segmenter: Segmenter, segmenter: Segmenter) -> None:
+    assert "OpenVINO-CPU-bf16" in bf16_segmenter.provider
+    assert bf16_segmenter.precision in variants.CPU_PREFERENCE
+    for seed, (width, height) in enumerate([(400, 300), (640, 480)]):
+        _, image, _ = synth.generate(seed=seed, n=1, width=width, height=height, mode="nir")[0]
+        ours, reference = bf16_segmenter.predict(image), segmenter.predict(image)
+        scale = np.abs(reference.low_res_logits).max()
+        assert np.abs(ours.low_res_logits - reference.low_res_logits).max() / scale <= 1e-2
+        agree = np.logical_and(ours.binary, reference.binary).sum() / max(
+            1, np.logical_or(ours.binary, reference.binary).sum()
+        )
+        assert agree >= 0.99
+        assert ours.binary.shape == (height, width)
+
+
+def test_bf16_variant_is_safe_across_threads(bf16_segmenter: Segmenter) -> None:
+    _, image, _ = synth.generate(seed=3, n=1, width=200, height=150, mode="nir")[0]
+    options = PredictOptions(points=3)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: bf16_segmenter.predict(image, options), range(3)))
+    for result in results[1:]:
+        assert np.array_equal(result.low_res_logits, results[0].low_res_logits)
