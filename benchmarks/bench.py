@@ -5,7 +5,10 @@
 Workload: synthetic 400x300 eye images (VRBiom size) plus one 1920x1080 image, the full VREyeSAM procedure
 (30 prompts). Contestants, each in its own process so peak RSS and cold start are its own:
 - torch-fp32 / torch-bf16: Meta's SAM2ImagePredictor + the procedure (the reference), bf16 by autocast;
-- ort-<provider>: this runtime on every execution provider available here.
+- ort-<provider>[-<variant>]: this runtime on every execution provider available here, fp32 and each
+  reduced-precision variant the export passed that this machine can run (bf16 on a CPU with native bf16);
+- http-<device>: the same runtime behind `vreyesam serve` (default precision), called over HTTP on loopback
+  with the default JSON answer; its overhead is reported against the in-process run of the same variant.
 Figures: end-to-end p50/p90 per image, images/s, encoder and decoder time, cold start, peak RSS, and
 fidelity against torch-fp32 (final-mask IoU, logits relative error, per-prompt mask IoU on the pixels where
 the reference logit is confident). Ratios are computed pair by pair against both torch contestants.
@@ -27,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 LAUNCHED_AT_ENV = "VREYESAM_BENCH_LAUNCHED_AT"
-CONFIDENT_FRACTION = 0.1  # a reference logit is "confident" when |l| >= 10% of its map's max |l|
 
 
 # ----------------------------------------------------------------------------------------- workers
@@ -88,9 +90,10 @@ def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
     from vreyesam.runtime.decode import read_image_file
     from vreyesam.runtime.loader import LoadOptions, load_segmenter
 
-    device = "cuda" if args.contestant == "ort-cuda" else "cpu"
+    device, precision = _ort_contestant(args.contestant)
     segmenter = load_segmenter(
-        args.model, LoadOptions(device=device, intra_op_threads=args.threads, allow_random_weights=True)
+        args.model,
+        LoadOptions(device=device, precision=precision, intra_op_threads=args.threads, allow_random_weights=True),
     )
     cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
     runs: list[dict[str, float]] = []
@@ -112,11 +115,109 @@ def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
         outputs[f"{path.stem}/binary"] = prediction.binary
         outputs[f"{path.stem}/logits"] = prediction.low_res_logits
     np.savez_compressed(args.workdir / f"{args.contestant}.npz", **outputs)
-    return {"cold_start_s": cold_start, "runs": runs, "peak_rss_mb": _peak_rss_mb(), "provider": segmenter.provider}
+    return {
+        "cold_start_s": cold_start,
+        "runs": runs,
+        "peak_rss_mb": _peak_rss_mb(),
+        "provider": segmenter.provider,
+        "precision": segmenter.precision,
+    }
+
+
+def _ort_contestant(name: str) -> tuple[str, str]:
+    """`ort-cpu` -> (cpu, fp32); `ort-cpu-bf16-encoder` -> (cpu, bf16-encoder); `ort-cuda` -> (cuda, fp32)."""
+    _, device, *variant = name.split("-", 2)
+    return device, variant[0] if variant else "fp32"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _worker_http(args: argparse.Namespace) -> dict[str, object]:
+    """A real `vreyesam serve` process with its default precision, timed from this client."""
+    import httpx
+
+    from vreyesam.runtime import render
+
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VREYESAM_")},
+        "VREYESAM_ALLOW_RANDOM_WEIGHTS": "1",
+        "VREYESAM_DEVICE": args.contestant.removeprefix("http-"),
+        "VREYESAM_LOG_LEVEL": "warning",
+        **({"VREYESAM_THREADS": str(args.threads)} if args.threads else {}),
+    }
+    command = [sys.executable, "-m", "vreyesam", "serve", "--model", str(args.model), "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ready = _wait_ready(base, server)
+        cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
+        runs: list[dict[str, float]] = []
+        outputs: dict[str, np.ndarray] = {}
+        with httpx.Client(base_url=base, timeout=600) as client:
+            for path in _images(args.workdir):
+                body = path.read_bytes()
+                for repeat in range(args.repeats + 1):
+                    started = time.perf_counter()
+                    response = client.post("/predict", content=body, headers={"Content-Type": "image/png"})
+                    e2e = (time.perf_counter() - started) * 1000.0
+                    response.raise_for_status()
+                    answer = response.json()
+                    if repeat:
+                        timings = answer["timings_ms"]
+                        runs.append({"image": path.stem, "e2e": e2e, **{k: timings[k] for k in ("encoder", "decoder")}})
+                outputs[f"{path.stem}/binary"] = render.rle_decode(answer["outputs"]["mask"]["rle"])
+        peak_rss = _vm_hwm_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    np.savez_compressed(args.workdir / f"{args.contestant}.npz", **outputs)
+    return {
+        "cold_start_s": cold_start,
+        "runs": runs,
+        "peak_rss_mb": peak_rss,
+        "provider": ready["provider"],
+        "precision": ready["model"]["precision"],
+    }
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: float = 300.0) -> dict[str, object]:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode} before it was ready")
+        try:
+            response = httpx.get(base + "/readyz", timeout=5)
+            if response.status_code == 200:
+                return dict(response.json())
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the server was not ready in time")
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    result = _worker_torch(args) if args.contestant.startswith("torch") else _worker_ort(args)
+    if args.contestant.startswith("torch"):
+        result = _worker_torch(args)
+    elif args.contestant.startswith("http"):
+        result = _worker_http(args)
+    else:
+        result = _worker_ort(args)
     (args.workdir / f"{args.contestant}.json").write_text(json.dumps(result))
     return 0
 
@@ -134,15 +235,20 @@ def _write_workload(workdir: Path, count: int, large: bool) -> None:
         (workdir / "images" / f"{index:02d}-{width}x{height}.png").write_bytes(render.encode_png(image))
 
 
-def _contestants(device: str) -> list[str]:
+def _contestants(device: str, model: Path) -> list[str]:
     import onnxruntime
 
-    names = ["torch-fp32", "torch-bf16", "ort-cpu"]
-    if device == "cuda":
-        names = ["torch-fp32", "torch-bf16"]
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            names.append("ort-cuda")
-        names.append("ort-cpu")
+    from vreyesam.runtime.manifest import read_manifest
+    from vreyesam.runtime.openvino_sessions import bf16_supported
+
+    names = ["torch-fp32", "torch-bf16"]
+    if device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        names.append("ort-cuda")
+    names.append("ort-cpu")
+    if bf16_supported():
+        passed = [name for name, variant in read_manifest(model).variants.items() if variant.passed]
+        names += [f"ort-cpu-{name}" for name in passed]
+    names.append(f"http-{device}")
     return names
 
 
@@ -171,27 +277,22 @@ def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
     return json.loads((args.workdir / f"{contestant}.json").read_text())
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def fidelity(workdir: Path, contestant: str, reference: str = "torch-fp32") -> dict[str, float]:
+    """Against the torch fp32 run; the HTTP contestant returns masks only, so it has no logit figures."""
+    from vreyesam.export.fidelity import confident_pixel_iou, iou
+
     ours, ref = np.load(workdir / f"{contestant}.npz"), np.load(workdir / f"{reference}.npz")
     stems = sorted({key.split("/")[0] for key in ref.files})
-    final_iou, rel_err, confident_iou = [], [], []
-    for stem in stems:
-        final_iou.append(_iou(ours[f"{stem}/binary"], ref[f"{stem}/binary"]))
-        lo, lr = ours[f"{stem}/logits"].astype(np.float64), ref[f"{stem}/logits"].astype(np.float64)
-        rel_err.append(float(np.abs(lo - lr).max() / (np.abs(lr).max() or 1.0)))
-        scale = np.abs(lr).reshape(len(lr), -1).max(axis=1)[:, None, None]
-        confident = np.abs(lr) >= CONFIDENT_FRACTION * scale
-        confident_iou.append(_iou((lo > 0) & confident, (lr > 0) & confident))
-    return {
-        "final_mask_iou_min": min(final_iou),
-        "logits_relative_error_max": max(rel_err),
-        "confident_pixel_iou_min": min(confident_iou),
+    figures: dict[str, float] = {
+        "final_mask_iou_min": min(iou(ours[f"{stem}/binary"], ref[f"{stem}/binary"]) for stem in stems)
     }
+    if all(f"{stem}/logits" in ours.files for stem in stems):
+        pairs = [(ours[f"{s}/logits"].astype(np.float64), ref[f"{s}/logits"].astype(np.float64)) for s in stems]
+        figures["logits_relative_error_max"] = max(
+            float(np.abs(o - r).max() / (np.abs(r).max() or 1.0)) for o, r in pairs
+        )
+        figures["confident_pixel_iou_min"] = min(confident_pixel_iou(o, r) for o, r in pairs)
+    return figures
 
 
 def summarize(name: str, raw: dict[str, object], workdir: Path) -> dict[str, object]:
@@ -202,6 +303,7 @@ def summarize(name: str, raw: dict[str, object], workdir: Path) -> dict[str, obj
     summary = {
         "contestant": name,
         "provider": raw.get("provider", "torch"),
+        "precision": raw.get("precision", "bf16 autocast" if name == "torch-bf16" else "fp32"),
         "e2e_p50_ms": float(np.percentile(e2e, 50)),
         "e2e_p90_ms": float(np.percentile(e2e, 90)),
         "images_per_s": float(1000.0 / e2e.mean()),
@@ -221,10 +323,18 @@ def add_ratios(rows: list[dict[str, object]]) -> None:
         for ref in ("torch-fp32", "torch-bf16"):
             if ref in by_name:
                 row[f"speedup_vs_{ref}"] = float(by_name[ref]["e2e_p50_ms"]) / float(row["e2e_p50_ms"])
+        if str(row["contestant"]).startswith("http-"):
+            # HTTP overhead: against the in-process run of the same device and precision.
+            device = str(row["contestant"]).removeprefix("http-")
+            suffix = "" if row["precision"] == "fp32" else f"-{row['precision']}"
+            in_process = by_name.get(f"ort-{device}{suffix}")
+            if in_process is not None:
+                row["http_overhead"] = float(row["e2e_p50_ms"]) / float(in_process["e2e_p50_ms"]) - 1.0
 
 
 COLUMNS = [
     ("contestant", "{}"),
+    ("precision", "{}"),
     ("e2e_p50_ms", "{:.1f}"),
     ("e2e_p90_ms", "{:.1f}"),
     ("images_per_s", "{:.2f}"),
@@ -238,6 +348,7 @@ COLUMNS = [
     ("confident_pixel_iou_min", "{:.4f}"),
     ("speedup_vs_torch-fp32", "{:.2f}x"),
     ("speedup_vs_torch-bf16", "{:.2f}x"),
+    ("http_overhead", "{:+.1%}"),
 ]
 
 
@@ -255,7 +366,7 @@ def parent_main(args: argparse.Namespace) -> int:
         args.workdir = Path(tmp)
         _write_workload(args.workdir, args.images, large=not args.short)
         rows = []
-        for name in _contestants(args.device):
+        for name in _contestants(args.device, args.model):
             print(f"running {name} ...", file=sys.stderr, flush=True)
             rows.append(summarize(name, _run_worker(args, name), args.workdir))
         add_ratios(rows)
