@@ -366,7 +366,14 @@ def parent_main(args: argparse.Namespace) -> int:
         args.workdir = Path(tmp)
         _write_workload(args.workdir, args.images, large=not args.short)
         rows = []
-        for name in _contestants(args.device, args.model):
+        names = _contestants(args.device, args.model)
+        if args.contestants:
+            # Fidelity is always measured against torch-fp32, so it always runs.
+            names = [
+                "torch-fp32",
+                *(name for name in names if name in args.contestants.split(",") and name != "torch-fp32"),
+            ]
+        for name in names:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             rows.append(summarize(name, _run_worker(args, name), args.workdir))
         add_ratios(rows)
@@ -383,6 +390,18 @@ def parent_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_model() -> str:
+    """Model name and the flags that decide the precision variants (bf16 units, AMX)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    name = fields.get("model name\t", "unknown").strip()
+    flags = set(fields.get("flags\t\t", "").split())
+    return f"{name} ({', '.join(sorted(flags & {'avx512_bf16', 'amx_bf16', 'avx512_vnni'})) or 'no bf16/vnni'})"
+
+
 def _machine() -> dict[str, object]:
     import platform
 
@@ -390,9 +409,16 @@ def _machine() -> dict[str, object]:
 
     info: dict[str, object] = {
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu_model(),
         "platform": platform.platform(),
         "onnxruntime": onnxruntime.__version__,
     }
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__.split("-")[0]
+    except ImportError:
+        pass
     try:
         import torch
 
@@ -415,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
     parser.add_argument("--short", action="store_true", help="CI mode: no large image; checks output only")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--contestants", help="comma-separated subset to run (torch-fp32 always runs)")
     parser.add_argument("--contestant", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
