@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from vreyesam.runtime import crypto, golden, variants
@@ -15,7 +15,7 @@ from vreyesam.runtime.manifest import (
     ManifestError,
     load_verified_manifest,
 )
-from vreyesam.runtime.segmenter import Segmenter
+from vreyesam.runtime.segmenter import Features, Segmenter
 from vreyesam.runtime.sessions import (
     CPU_PROVIDER,
     Device,
@@ -107,6 +107,9 @@ def build_segmenter(
     model_dir: Path, manifest: Manifest, providers: list[str], choice: variants.Choice, options: LoadOptions
 ) -> Segmenter:
     """Graphs for the chosen variant, without the self-test (the exporter gates variants with this)."""
+    outputs = [spec.name for spec in manifest.artifacts[ENCODER].outputs]
+    if outputs != [item.name for item in fields(Features)]:
+        raise ModelLoadError("the encoder's outputs do not match what this runtime reads")
     from vreyesam.runtime.openvino_sessions import OpenVinoUnavailable
 
     try:

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+# 2: the encoder graph also gives the decoder's image-side tensors (the decoder no longer takes image_embed).
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 # Artifact roles the runtime needs; the exporter must write all of them.

@@ -43,11 +43,29 @@ class PreparedImage:
 
 @dataclass(frozen=True)
 class Features:
-    """One image's encoder outputs: 1x256x64x64, 1x32x256x256, 1x64x128x128."""
+    """One image's encoder outputs, named as in the graphs (see export/graphs.py for the split)."""
 
-    image_embed: np.ndarray
-    high_res_feats_0: np.ndarray
-    high_res_feats_1: np.ndarray
+    image_embed: np.ndarray  # 1x256x64x64 (the decoder reads the tokens derived from it)
+    high_res_feats_0: np.ndarray  # 1x32x256x256
+    high_res_feats_1: np.ndarray  # 1x64x128x128
+    image_tokens: np.ndarray  # 1x4096x256
+    token_to_image_keys: np.ndarray  # 1x4096x128
+    token_to_image_values: np.ndarray  # 1x4096x128
+    image_to_token_queries: np.ndarray  # 1x4096x128
+
+    def decoder_feed(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in DECODER_IMAGE_INPUTS}
+
+
+# The decoder graph's per-image inputs: everything the encoder graph gives but the raw embedding.
+DECODER_IMAGE_INPUTS = (
+    "image_tokens",
+    "token_to_image_keys",
+    "token_to_image_values",
+    "image_to_token_queries",
+    "high_res_feats_0",
+    "high_res_feats_1",
+)
 
 
 @dataclass(frozen=True)
@@ -103,20 +121,18 @@ class Segmenter:
         )
 
     def encode(self, tensor: np.ndarray) -> Features:
-        embed, feats_0, feats_1 = self.encoder.run(None, {"image": tensor[None]})
-        return Features(image_embed=embed, high_res_feats_0=feats_0, high_res_feats_1=feats_1)
+        return Features(*self.encoder.run(None, {"image": tensor[None]}))
 
     def decode(self, features: Features, model_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nx1x2 float32 points in the model frame -> (Nx256x256 logits, N scores), in chunks of decoder_batch."""
         logits, scores = [], []
+        image_side = features.decoder_feed()
         for start in range(0, len(model_points), self.decoder_batch):
             chunk = model_points[start : start + self.decoder_batch]
             chunk_logits, chunk_scores = self.decoder.run(
                 None,
                 {
-                    "image_embed": features.image_embed,
-                    "high_res_feats_0": features.high_res_feats_0,
-                    "high_res_feats_1": features.high_res_feats_1,
+                    **image_side,
                     "point_coords": chunk,
                     "point_labels": np.ones((len(chunk), 1), dtype=np.int32),
                 },
