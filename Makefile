@@ -63,11 +63,13 @@ test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
 
 test: test-builder test-serving
 
-bench: $(TEST_MODEL)/manifest.json
-	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --json build-out/bench.json
+# The reference contestants need torch (builder venv); the HTTP contestant runs the torch-free serving venv.
+bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
+	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --serve-python $(SERVE_PY) --json build-out/bench.json
 
-bench-short: $(TEST_MODEL)/manifest.json
-	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --images 1 --repeats 1 --short --json build-out/bench-short.json
+bench-short: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
+	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --images 1 --repeats 1 --short --serve-python $(SERVE_PY) \
+	  --json build-out/bench-short.json
 	$(BUILD_PY) -c "import json; rows = json.load(open('build-out/bench-short.json'))['rows']; \
 	  assert {r['contestant'] for r in rows} >= {'torch-fp32', 'torch-bf16', 'ort-cpu', 'http-cpu'}, rows; \
 	  assert all(r['e2e_p50_ms'] > 0 and r['final_mask_iou_min'] >= 0.99 for r in rows), rows; print('bench output ok')"

@@ -159,11 +159,13 @@ def _worker_http(args: argparse.Namespace) -> dict[str, object]:
         "VREYESAM_LOG_LEVEL": "warning",
         **({"VREYESAM_THREADS": str(args.threads)} if args.threads else {}),
     }
-    command = [sys.executable, "-m", "vreyesam", "serve", "--model", str(args.model), "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    command = [args.serve_python, "-m", "vreyesam", "serve", "--model", str(args.model), "--port", str(port)]
+    log_path = args.workdir / f"{args.contestant}.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     base = f"http://127.0.0.1:{port}"
     try:
-        ready = _wait_ready(base, server)
+        ready = _wait_ready(base, server, log_path)
         cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
         runs: list[dict[str, float]] = []
         outputs: dict[str, np.ndarray] = {}
@@ -194,13 +196,16 @@ def _worker_http(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: float = 300.0) -> dict[str, object]:
+def _wait_ready(
+    base: str, server: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 300.0
+) -> dict[str, object]:
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode} before it was ready")
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the server exited with {server.returncode} before it was ready:\n{tail}")
         try:
             response = httpx.get(base + "/readyz", timeout=5)
             if response.status_code == 200:
@@ -269,6 +274,8 @@ def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
         args.device,
         "--threads",
         str(args.threads),
+        "--serve-python",
+        args.serve_python,
     ]
     if args.weights:
         command += ["--weights", str(args.weights)]
@@ -442,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="CI mode: no large image; checks output only")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--contestants", help="comma-separated subset to run (torch-fp32 always runs)")
+    parser.add_argument(
+        "--serve-python",
+        default=sys.executable,
+        help="interpreter of the serving environment, for the HTTP contestant (default: this one)",
+    )
     parser.add_argument("--contestant", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

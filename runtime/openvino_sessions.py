@@ -7,6 +7,8 @@ support: elsewhere OpenVINO would quietly compute in fp32 and the variant's labe
 
 from __future__ import annotations
 
+import functools
+import queue
 import threading
 from typing import Any
 
@@ -27,8 +29,9 @@ def _core() -> Any:
     return openvino.Core()
 
 
+@functools.cache
 def bf16_supported() -> bool:
-    """True when OpenVINO is importable and its CPU plugin reports native bf16."""
+    """True when OpenVINO is importable and its CPU plugin reports native bf16 (asked once per process)."""
     try:
         core = _core()
     except OpenVinoUnavailable:
@@ -53,18 +56,33 @@ class OpenVinoGraph:
             core.read_model(model, openvino.Tensor(np.empty(0, np.uint8))), "CPU", config
         )
         self._outputs = list(self._compiled.outputs)
-        self._local = threading.local()
+        # Idle infer requests. A request holds its own intermediate buffers (~440 MB for the encoder) and
+        # is not re-entrant, so there are as many as calls ever ran at once: one per thread instead would
+        # grow with every worker thread the server happens to use.
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._created = 0
+        self._lock = threading.Lock()
 
-    def _request(self) -> Any:
-        # One infer request per thread: a request holds its own buffers and is not re-entrant.
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
-        return request
+    @property
+    def request_count(self) -> int:
+        """Infer requests created so far (the most calls that ran at the same time)."""
+        return self._created
+
+    def _acquire(self) -> Any:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                self._created += 1
+            return self._compiled.create_infer_request()
 
     def run(self, output_names: None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        results = self._request().infer(feeds)
-        return [np.array(results[output], copy=True) for output in self._outputs]
+        request = self._acquire()
+        try:
+            results = request.infer(feeds)
+            return [np.array(results[output], copy=True) for output in self._outputs]
+        finally:
+            self._idle.put(request)
 
     def get_providers(self) -> list[str]:
         return [BF16_PROVIDER]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from vreyesam.runtime import synth, variants
 from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
 from vreyesam.runtime.manifest import Manifest, Variant, read_manifest
-from vreyesam.runtime.openvino_sessions import bf16_supported
+from vreyesam.runtime.openvino_sessions import OpenVinoGraph, bf16_supported
 from vreyesam.runtime.segmenter import PredictOptions, Segmenter
 
 TOLERANCE = {"logits_relative_error": 0.05, "scores_max_abs_error": 0.05}
@@ -111,3 +112,16 @@ def test_bf16_variant_is_safe_across_threads(bf16_segmenter: Segmenter) -> None:
         results = list(pool.map(lambda _: bf16_segmenter.predict(image, options), range(3)))
     for result in results[1:]:
         assert np.array_equal(result.low_res_logits, results[0].low_res_logits)
+
+
+def test_bf16_buffers_follow_concurrency_not_threads(bf16_segmenter: Segmenter) -> None:
+    """Calls one after another from many threads reuse one infer request (its buffers are ~440 MB)."""
+    encoder = bf16_segmenter.encoder
+    assert isinstance(encoder, OpenVinoGraph)
+    before = encoder.request_count
+    _, image, _ = synth.generate(seed=4, n=1, width=120, height=90, mode="nir")[0]
+    for _ in range(4):
+        worker = threading.Thread(target=bf16_segmenter.predict, args=(image, PredictOptions(points=1)))
+        worker.start()
+        worker.join()
+    assert encoder.request_count == max(before, 1)
