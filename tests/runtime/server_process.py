@@ -68,3 +68,15 @@ def start_server(model_dir: Path, log_path: Path, *extra_args: str, env: dict[st
         text=True,
     )
     return ServerProcess(process=process, base_url=f"http://127.0.0.1:{port}", log_path=log_path, log_file=log_file)
+
+
+def serve_once(model_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`vreyesam serve` on port 1, which it cannot bind: for start-up refusals, which must come first."""
+    return subprocess.run(
+        [sys.executable, "-m", "vreyesam", "serve", "--model", str(model_dir), "--port", "1", *args],
+        env={"PATH": "/usr/bin:/bin", "VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

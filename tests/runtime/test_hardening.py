@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.runtime.server_process import ServerProcess, start_server
+from tests.runtime.server_process import ServerProcess, serve_once, start_server
 from vreyesam.runtime import crypto
 from vreyesam.runtime.manifest import MANIFEST_NAME, sha256_file
 
@@ -100,27 +98,16 @@ def encrypted_model(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return target, key_text
 
 
-def _serve_once(model: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vreyesam", "serve", "--model", str(model), "--port", "1"],
-        env={"PATH": "/usr/bin:/bin", "VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_encrypted_model_refuses_missing_or_wrong_key(encrypted_model: tuple[Path, str], tmp_path: Path) -> None:
     model, _ = encrypted_model
-    missing = _serve_once(model, {})
+    missing = serve_once(model)
     assert missing.returncode == 1
     assert missing.stderr.strip() == (
         "vreyesam serve: error: the model is encrypted: set VREYESAM_MODEL_KEY_FILE (or VREYESAM_MODEL_KEY)"
     )
     wrong_key = tmp_path / "wrong.key"
     wrong_key.write_text(crypto.new_key_text())
-    wrong = _serve_once(model, {"VREYESAM_MODEL_KEY_FILE": str(wrong_key)})
+    wrong = serve_once(model, env={"VREYESAM_MODEL_KEY_FILE": str(wrong_key)})
     assert wrong.returncode == 1
     assert wrong.stderr.strip() == "vreyesam serve: error: the model key does not decrypt the model"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.runtime.server_process import serve_once
 from vreyesam.runtime import synth, variants
 from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
 from vreyesam.runtime.manifest import Manifest, Variant, read_manifest
@@ -125,3 +126,18 @@ def test_bf16_buffers_follow_concurrency_not_threads(bf16_segmenter: Segmenter) 
         worker.start()
         worker.join()
     assert encoder.request_count == max(before, 1)
+
+
+def test_server_refuses_a_precision_it_cannot_serve_before_opening_its_port(model_dir: Path) -> None:
+    """Exit 1 with the precision message (not a failure to bind port 1) proves the pre-flight refused first."""
+    result = serve_once(model_dir, "--device", "cpu", env={"VREYESAM_PRECISION": "int4"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "vreyesam serve: error: VREYESAM_PRECISION must be one of auto, fp32, bf16, bf16-encoder"
+    )
+    rejected = [name for name, variant in read_manifest(model_dir).variants.items() if not variant.passed]
+    for name in rejected:
+        refused = serve_once(model_dir, "--precision", name)
+        assert refused.returncode == 1
+        assert "no such variant that passed its fidelity gate" in refused.stderr
+        assert "Traceback" not in refused.stderr
