@@ -51,11 +51,17 @@ def score_weights(scores: np.ndarray) -> np.ndarray:
 def ensemble_probability(
     low_res_logits: np.ndarray, scores: np.ndarray, fitted_hw: tuple[int, int], mask_logit_threshold: float
 ) -> np.ndarray:
-    """Nx256x256 logits + N scores -> hxw float32 probability (score-weighted vote of the N masks)."""
-    masks = upscale_logits(low_res_logits, fitted_hw) > mask_logit_threshold
-    weights = score_weights(scores)
-    probability = np.tensordot(weights, masks.astype(np.float32), axes=1)
-    return np.clip(probability, 0.0, 1.0)
+    """Nx256x256 logits + N scores -> hxw float32 probability (score-weighted vote of the N masks).
+
+    Each mask is upscaled and added on its own, so the N full-size maps (N x 1024 x 768 float32 is ~94 MB
+    at the default 30 prompts, plus copies) never exist at once; the sum is kept in float64.
+    """
+    height, width = fitted_hw
+    total = np.zeros((height, width), dtype=np.float64)
+    for logits, weight in zip(low_res_logits, score_weights(scores), strict=True):
+        mask = cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > mask_logit_threshold
+        np.add(total, weight, out=total, where=mask)
+    return np.clip(total, 0.0, 1.0).astype(np.float32)
 
 
 def uncertainty_map(low_res_logits: np.ndarray, scores: np.ndarray, logit_clamp: float) -> np.ndarray:
