@@ -130,46 +130,26 @@ def _ort_contestant(name: str) -> tuple[str, str]:
     return device, variant[0] if variant else "fp32"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return float(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 def _worker_http(args: argparse.Namespace) -> dict[str, object]:
     """A real `vreyesam serve` process with its default precision, timed from this client."""
     import httpx
+    from load_test import rss_bytes, start_server, wait_ready  # this folder's load test: same server plumbing
 
     from vreyesam.runtime import render
 
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("VREYESAM_")},
-        "VREYESAM_ALLOW_RANDOM_WEIGHTS": "1",
+    settings = {
         "VREYESAM_DEVICE": args.contestant.removeprefix("http-"),
         "VREYESAM_LOG_LEVEL": "warning",
         **({"VREYESAM_THREADS": str(args.threads)} if args.threads else {}),
     }
-    command = [args.serve_python, "-m", "vreyesam", "serve", "--model", str(args.model), "--port", str(port)]
-    log_path = args.workdir / f"{args.contestant}.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-    base = f"http://127.0.0.1:{port}"
+    server = start_server(args.model, args.workdir / f"{args.contestant}.log", settings, python=args.serve_python)
     try:
-        ready = _wait_ready(base, server, log_path)
+        wait_ready(server, timeout_s=300.0)
         cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
+        ready = httpx.get(server.url + "/readyz", timeout=5).json()
         runs: list[dict[str, float]] = []
         outputs: dict[str, np.ndarray] = {}
-        with httpx.Client(base_url=base, timeout=600) as client:
+        with httpx.Client(base_url=server.url, timeout=600) as client:
             for path in _images(args.workdir):
                 body = path.read_bytes()
                 for repeat in range(args.repeats + 1):
@@ -182,10 +162,9 @@ def _worker_http(args: argparse.Namespace) -> dict[str, object]:
                         timings = answer["timings_ms"]
                         runs.append({"image": path.stem, "e2e": e2e, **{k: timings[k] for k in ("encoder", "decoder")}})
                 outputs[f"{path.stem}/binary"] = render.rle_decode(answer["outputs"]["mask"]["rle"])
-        peak_rss = _vm_hwm_mb(server.pid)
+        peak_rss = (rss_bytes(server.pid, "VmHWM") or float("nan")) / 2**20
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.stop()
     np.savez_compressed(args.workdir / f"{args.contestant}.npz", **outputs)
     return {
         "cold_start_s": cold_start,
@@ -194,26 +173,6 @@ def _worker_http(args: argparse.Namespace) -> dict[str, object]:
         "provider": ready["provider"],
         "precision": ready["model"]["precision"],
     }
-
-
-def _wait_ready(
-    base: str, server: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 300.0
-) -> dict[str, object]:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the server exited with {server.returncode} before it was ready:\n{tail}")
-        try:
-            response = httpx.get(base + "/readyz", timeout=5)
-            if response.status_code == 200:
-                return dict(response.json())
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("the server was not ready in time")
 
 
 def worker_main(args: argparse.Namespace) -> int:
@@ -287,6 +246,7 @@ def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
 def fidelity(workdir: Path, contestant: str, reference: str = "torch-fp32") -> dict[str, float]:
     """Against the torch fp32 run; the HTTP contestant returns masks only, so it has no logit figures."""
     from vreyesam.export.fidelity import confident_pixel_iou, iou
+    from vreyesam.runtime.golden import relative_error
 
     ours, ref = np.load(workdir / f"{contestant}.npz"), np.load(workdir / f"{reference}.npz")
     stems = sorted({key.split("/")[0] for key in ref.files})
@@ -295,9 +255,7 @@ def fidelity(workdir: Path, contestant: str, reference: str = "torch-fp32") -> d
     }
     if all(f"{stem}/logits" in ours.files for stem in stems):
         pairs = [(ours[f"{s}/logits"].astype(np.float64), ref[f"{s}/logits"].astype(np.float64)) for s in stems]
-        figures["logits_relative_error_max"] = max(
-            float(np.abs(o - r).max() / (np.abs(r).max() or 1.0)) for o, r in pairs
-        )
+        figures["logits_relative_error_max"] = max(relative_error(o, r) for o, r in pairs)
         figures["confident_pixel_iou_min"] = min(confident_pixel_iou(o, r) for o, r in pairs)
     return figures
 

@@ -106,11 +106,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def start_server(model: Path, log_path: Path, extra_env: dict[str, str]) -> Server:
+def start_server(model: Path, log_path: Path, extra_env: dict[str, str], python: str = sys.executable) -> Server:
+    """`vreyesam serve` from the interpreter `python` (e.g. the torch-free serving venv's)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VREYESAM_")}
     env.update({"PYTHONUNBUFFERED": "1", **SERVER_ENV, **extra_env})
-    command = [sys.executable, "-m", "vreyesam", "serve", "--model", str(model), "--port", str(port)]
+    command = [python, "-m", "vreyesam", "serve", "--model", str(model), "--port", str(port)]
     command.append("--allow-random-weights")
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own CLI
@@ -129,7 +130,7 @@ def wait_ready(server: Server, timeout_s: float) -> None:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.25)
+        time.sleep(0.05)  # fine-grained: callers time the cold start with this
     raise RuntimeError(f"server not ready after {timeout_s:.0f} s: {server.log_tail()}")
 
 

@@ -24,27 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vreyesam.runtime.manifest import DECODER_IMAGE_INPUTS, ENCODER_OUTPUTS
+
 ENCODER_INPUTS = ("image",)
-# image_embed is not read by the decoder graph; it is kept for the gate's embedding check.
-ENCODER_OUTPUTS = (
-    "image_embed",
-    "high_res_feats_0",
-    "high_res_feats_1",
-    "image_tokens",
-    "token_to_image_keys",
-    "token_to_image_values",
-    "image_to_token_queries",
-)
-DECODER_INPUTS = (
-    "image_tokens",
-    "token_to_image_keys",
-    "token_to_image_values",
-    "image_to_token_queries",
-    "high_res_feats_0",
-    "high_res_feats_1",
-    "point_coords",
-    "point_labels",
-)
+DECODER_INPUTS = (*DECODER_IMAGE_INPUTS, "point_coords", "point_labels")
 DECODER_OUTPUTS = ("low_res_logits", "scores")
 IMAGE_SIZE = 1024  # SAM2's square model input
 # Feature-map sizes of SAM2 at 1024x1024 input (strides 16, 4, 8).

@@ -24,6 +24,27 @@ DECODER = "decoder"
 GOLDEN = "golden"
 REQUIRED_ARTIFACTS = (ENCODER, DECODER, GOLDEN)
 
+# Tensor names of the graphs: the encoder's outputs, in order, and the decoder's per-image inputs (all of
+# the encoder's outputs but the raw embedding, which is there for the export's embedding check).
+ENCODER_OUTPUTS = (
+    "image_embed",
+    "high_res_feats_0",
+    "high_res_feats_1",
+    "image_tokens",
+    "token_to_image_keys",
+    "token_to_image_values",
+    "image_to_token_queries",
+)
+# In the decoder graph's input order (its forward signature), which the export names positionally.
+DECODER_IMAGE_INPUTS = (
+    "image_tokens",
+    "token_to_image_keys",
+    "token_to_image_values",
+    "image_to_token_queries",
+    "high_res_feats_0",
+    "high_res_feats_1",
+)
+
 _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

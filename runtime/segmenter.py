@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from vreyesam.runtime import preprocess, procedure
-from vreyesam.runtime.manifest import Manifest
+from vreyesam.runtime.manifest import DECODER_IMAGE_INPUTS, Manifest
 from vreyesam.runtime.sessions import InferenceGraph
 
 
@@ -55,17 +55,6 @@ class Features:
 
     def decoder_feed(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in DECODER_IMAGE_INPUTS}
-
-
-# The decoder graph's per-image inputs: everything the encoder graph gives but the raw embedding.
-DECODER_IMAGE_INPUTS = (
-    "image_tokens",
-    "token_to_image_keys",
-    "token_to_image_values",
-    "image_to_token_queries",
-    "high_res_feats_0",
-    "high_res_feats_1",
-)
 
 
 @dataclass(frozen=True)
