@@ -16,7 +16,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # torch 2.14.1 + torchvision 0.29.1: the builder also runs Meta's SAM2ImagePredictor (needs torchvision)
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
-SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py export/*.py)
+SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py runtime/*/*.py export/*.py)
 
 .PHONY: setup run demo test test-builder test-serving bench bench-short lint clean
 
@@ -65,10 +65,10 @@ test: test-builder test-serving
 
 # The reference contestants need torch (builder venv); the HTTP contestant runs the torch-free serving venv.
 bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
-	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --serve-python $(SERVE_PY) --json build-out/bench.json
+	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --serve-python $(SERVE_PY) --json build-out/bench.json
 
 bench-short: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
-	$(BUILD_PY) benchmarks/bench.py --model $(TEST_MODEL) --images 1 --repeats 1 --short --serve-python $(SERVE_PY) \
+	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --images 1 --repeats 1 --short --serve-python $(SERVE_PY) \
 	  --json build-out/bench-short.json
 	$(BUILD_PY) -c "import json; rows = json.load(open('build-out/bench-short.json'))['rows']; \
 	  assert {r['contestant'] for r in rows} >= {'torch-fp32', 'torch-bf16', 'ort-cpu', 'http-cpu'}, rows; \

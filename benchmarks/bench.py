@@ -1,6 +1,6 @@
 """Benchmark: this runtime against the PyTorch reference, side by side, in one run.
 
-    python benchmarks/bench.py --model DIR [--device cpu|cuda] [--images 5] [--repeats 3] [--json OUT]
+    python -m benchmarks.bench --model DIR [--device cpu|cuda] [--images 5] [--repeats 3] [--json OUT]
 
 Workload: synthetic 400x300 eye images (VRBiom size) plus one 1920x1080 image, the full VREyeSAM procedure
 (30 prompts). Contestants, each in its own process so peak RSS and cold start are its own:
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 LAUNCHED_AT_ENV = "VREYESAM_BENCH_LAUNCHED_AT"
+REPOSITORY = Path(__file__).resolve().parents[1]  # workers run as `python -m benchmarks.bench` from here
 
 
 # ----------------------------------------------------------------------------------------- workers
@@ -87,8 +88,8 @@ def _worker_torch(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
-    from vreyesam.runtime.decode import read_image_file
-    from vreyesam.runtime.loader import LoadOptions, load_segmenter
+    from vreyesam.runtime.media.decode import read_image_file
+    from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 
     device, precision = _ort_contestant(args.contestant)
     segmenter = load_segmenter(
@@ -108,8 +109,8 @@ def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
                     {
                         "image": path.stem,
                         "e2e": e2e,
-                        "encoder": prediction.timings_ms["encoder"],
-                        "decoder": prediction.timings_ms["decoder"],
+                        "encoder": prediction.timings.as_dict()["encoder"],
+                        "decoder": prediction.timings.as_dict()["decoder"],
                     }
                 )
         outputs[f"{path.stem}/binary"] = prediction.binary
@@ -119,7 +120,7 @@ def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
         "cold_start_s": cold_start,
         "runs": runs,
         "peak_rss_mb": _peak_rss_mb(),
-        "provider": segmenter.provider,
+        "provider": segmenter.engines,
         "precision": segmenter.precision,
     }
 
@@ -133,23 +134,24 @@ def _ort_contestant(name: str) -> tuple[str, str]:
 def _worker_http(args: argparse.Namespace) -> dict[str, object]:
     """A real `vreyesam serve` process with its default precision, timed from this client."""
     import httpx
-    from load_test import rss_bytes, start_server, wait_ready  # this folder's load test: same server plumbing
 
-    from vreyesam.runtime import render
+    from tests.server_harness import start_server
+    from vreyesam.runtime.media import render
 
     settings = {
         "VREYESAM_DEVICE": args.contestant.removeprefix("http-"),
         "VREYESAM_LOG_LEVEL": "warning",
         **({"VREYESAM_THREADS": str(args.threads)} if args.threads else {}),
     }
-    server = start_server(args.model, args.workdir / f"{args.contestant}.log", settings, python=args.serve_python)
+    log_path = args.workdir / f"{args.contestant}.log"
+    server = start_server(args.model, log_path, "--allow-random-weights", env=settings, python=args.serve_python)
     try:
-        wait_ready(server, timeout_s=300.0)
+        server.wait_until("/readyz", 200, timeout_s=300.0)
         cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
-        ready = httpx.get(server.url + "/readyz", timeout=5).json()
+        ready = httpx.get(server.base_url + "/readyz", timeout=5).json()
         runs: list[dict[str, float]] = []
         outputs: dict[str, np.ndarray] = {}
-        with httpx.Client(base_url=server.url, timeout=600) as client:
+        with httpx.Client(base_url=server.base_url, timeout=600) as client:
             for path in _images(args.workdir):
                 body = path.read_bytes()
                 for repeat in range(args.repeats + 1):
@@ -162,7 +164,7 @@ def _worker_http(args: argparse.Namespace) -> dict[str, object]:
                         timings = answer["timings_ms"]
                         runs.append({"image": path.stem, "e2e": e2e, **{k: timings[k] for k in ("encoder", "decoder")}})
                 outputs[f"{path.stem}/binary"] = render.rle_decode(answer["outputs"]["mask"]["rle"])
-        peak_rss = (rss_bytes(server.pid, "VmHWM") or float("nan")) / 2**20
+        peak_rss = (server.rss_bytes("VmHWM") or float("nan")) / 2**20
     finally:
         server.stop()
     np.savez_compressed(args.workdir / f"{args.contestant}.npz", **outputs)
@@ -190,7 +192,8 @@ def worker_main(args: argparse.Namespace) -> int:
 
 
 def _write_workload(workdir: Path, count: int, large: bool) -> None:
-    from vreyesam.runtime import render, synth
+    from vreyesam.runtime.media import render
+    from vreyesam.runtime.tools import synth
 
     (workdir / "images").mkdir(parents=True, exist_ok=True)
     shapes = [(400, 300)] * count + ([(1920, 1080)] if large else [])
@@ -202,8 +205,8 @@ def _write_workload(workdir: Path, count: int, large: bool) -> None:
 def _contestants(device: str, model: Path) -> list[str]:
     import onnxruntime
 
+    from vreyesam.runtime.engines.openvino_graph import bf16_supported
     from vreyesam.runtime.manifest import read_manifest
-    from vreyesam.runtime.openvino_sessions import bf16_supported
 
     names = ["torch-fp32", "torch-bf16"]
     if device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
@@ -219,7 +222,8 @@ def _contestants(device: str, model: Path) -> list[str]:
 def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        "benchmarks.bench",
         "worker",
         "--contestant",
         contestant,
@@ -239,14 +243,13 @@ def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
     if args.weights:
         command += ["--weights", str(args.weights)]
     env = {**os.environ, LAUNCHED_AT_ENV: repr(time.time())}
-    subprocess.run(command, check=True, env=env)  # noqa: S603 - our own interpreter and script
+    subprocess.run(command, check=True, env=env, cwd=REPOSITORY)  # noqa: S603 - our own interpreter and module
     return json.loads((args.workdir / f"{contestant}.json").read_text())
 
 
 def fidelity(workdir: Path, contestant: str, reference: str = "torch-fp32") -> dict[str, float]:
     """Against the torch fp32 run; the HTTP contestant returns masks only, so it has no logit figures."""
-    from vreyesam.export.fidelity import confident_pixel_iou, iou
-    from vreyesam.runtime.golden import relative_error
+    from vreyesam.runtime.model.agreement import confident_pixel_iou, iou, relative_error
 
     ours, ref = np.load(workdir / f"{contestant}.npz"), np.load(workdir / f"{reference}.npz")
     stems = sorted({key.split("/")[0] for key in ref.files})

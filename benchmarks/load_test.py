@@ -1,7 +1,9 @@
 """Load test: a real HTTP client against a real `vreyesam serve` process, at about twice its capacity.
 
-    python benchmarks/load_test.py --model DIR [--requests 1000] [--factor 2] [--json OUT]
-    python benchmarks/load_test.py --url http://HOST:PORT [--pid PID] ...      # a server already running
+    python -m benchmarks.load_test --model DIR [--requests 1000] [--factor 2] [--json OUT]
+    python -m benchmarks.load_test --url http://HOST:PORT [--pid PID] ...      # a server already running
+
+(from the repository root: the server is started by tests/server_harness.py, as in the tests)
 
 Steps:
 1. Start the server (unless --url) with small admission limits: VREYESAM_MAX_CONCURRENCY=1,
@@ -23,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,6 +38,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from tests.server_harness import ServerProcess, rss_of, start_server, wait_for_status
 
 MiB = 1024 * 1024
 SERVER_ENV = {"VREYESAM_MAX_CONCURRENCY": "1", "VREYESAM_MAX_QUEUE": "2", "VREYESAM_QUEUE_TIMEOUT_S": "2"}
@@ -64,86 +65,12 @@ def percentile(values: list[float], q: float) -> float | None:
 # --------------------------------------------------------------------------------------- the server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    pid: int | None
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    def stop(self, timeout_s: float = 60.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout=10)
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path else ""
-
-
-def _die_with_parent() -> None:
-    """In the server child: get SIGTERM if this script dies (killed by a test timeout), never outlive it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def start_server(model: Path, log_path: Path, extra_env: dict[str, str], python: str = sys.executable) -> Server:
-    """`vreyesam serve` from the interpreter `python` (e.g. the torch-free serving venv's)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VREYESAM_")}
-    env.update({"PYTHONUNBUFFERED": "1", **SERVER_ENV, **extra_env})
-    command = [python, "-m", "vreyesam", "serve", "--model", str(model), "--port", str(port)]
-    command.append("--allow-random-weights")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
-        )
-    return Server(url=f"http://127.0.0.1:{port}", pid=process.pid, process=process, log_path=log_path)
-
-
-def wait_ready(server: Server, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process is not None and server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}: {server.log_tail()}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # fine-grained: callers time the cold start with this
-    raise RuntimeError(f"server not ready after {timeout_s:.0f} s: {server.log_tail()}")
-
-
 def rss_bytes(pid: int | None, key: str = "VmRSS") -> int | None:
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return rss_of(pid, key) if pid is not None else None
 
 
 class RssSampler(threading.Thread):
@@ -428,44 +355,47 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     body = tiny_png(args.width, args.height)
     workdir = Path(tempfile.mkdtemp(prefix="vreyesam-load-"))
+    server: ServerProcess | None = None
     if args.model is not None:
-        extra = dict(item.split("=", 1) for item in args.server_env)
-        server = start_server(args.model, workdir / "server.log", extra)
+        extra = {**SERVER_ENV, **dict(item.split("=", 1) for item in args.server_env)}
+        server = start_server(args.model, workdir / "server.log", "--allow-random-weights", env=extra)
+        url, pid = server.base_url, server.pid
     else:
-        server = Server(url=args.url.rstrip("/"), pid=args.pid)
-    sampler = RssSampler(server.pid)
+        url, pid = args.url.rstrip("/"), args.pid
+    sampler = RssSampler(pid)
     sampler.start()
     exit_code: int | None = None
     try:
-        wait_ready(server, args.ready_timeout)
-        rss: dict[str, int | None] = {"ready": rss_bytes(server.pid)}
+        if server is not None:
+            server.wait_until("/readyz", 200, args.ready_timeout)
+        else:
+            wait_for_status(url + "/readyz", 200, args.ready_timeout)
+        rss: dict[str, int | None] = {"ready": rss_bytes(pid)}
         sampler.mark()
-        capacity, capacity_latencies = measure_capacity(
-            server.url, body, args.points, args.warmup, args.capacity_requests
-        )
+        capacity, capacity_latencies = measure_capacity(url, body, args.points, args.warmup, args.capacity_requests)
         rss["warm_max"] = sampler.mark()
         time.sleep(0.5)
-        rss["warm"] = rss_bytes(server.pid)
+        rss["warm"] = rss_bytes(pid)
         rate = args.rate if args.rate else args.factor * capacity
         print(
             f"capacity {capacity:.3f} req/s; driving {args.requests} requests at {rate:.3f} req/s "
             f"(~{args.requests / rate:.0f} s)",
             flush=True,
         )
-        load = drive_load(server.url, body, args.points, rate, args.requests, args.health_interval)
+        load = drive_load(url, body, args.points, rate, args.requests, args.health_interval)
         rss["load_max"] = sampler.mark()
         time.sleep(2.5)  # the queue timeout is 2 s: let the last accepted request finish
-        rss["after"] = rss_bytes(server.pid)
-        rss["peak_vmhwm"] = rss_bytes(server.pid, "VmHWM")
+        rss["after"] = rss_bytes(pid)
+        rss["peak_vmhwm"] = rss_bytes(pid, "VmHWM")
     finally:
         sampler.stopped.set()
-        exit_code = server.stop()
+        exit_code = server.stop() if server is not None else None
     summary = summarize(args, capacity, capacity_latencies, rate, load, rss)
     summary["server_exit_code"] = exit_code
     if exit_code not in (None, 0):
         summary["failures"].append(f"server exited with {exit_code}")
     print_table(summary)
-    if server.log_path is not None:
+    if server is not None:
         print(f"server log: {server.log_path}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")

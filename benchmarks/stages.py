@@ -1,6 +1,6 @@
 """Per-stage timings of this runtime on one execution provider (where the time goes), and encoder batching.
 
-python benchmarks/stages.py --model DIR [--device cpu|cuda] [--runs 20] [--batch 8]
+python -m benchmarks.stages --model DIR [--device cpu|cuda] [--runs 20] [--batch 8]
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vreyesam.runtime import synth
-from vreyesam.runtime.loader import LoadOptions, load_segmenter
+from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
+from vreyesam.runtime.tools import synth
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
         segmenter.predict(image)
     stages: dict[str, list[float]] = {}
     for _ in range(args.runs):
-        for name, value in segmenter.predict(image).timings_ms.items():
+        for name, value in segmenter.predict(image).timings.as_dict().items():
             stages.setdefault(name, []).append(value)
     tensor = segmenter.prepare(image).tensor
     batch = np.repeat(tensor[None], args.batch, axis=0)
@@ -44,7 +44,7 @@ def main() -> None:
         segmenter.encoder.run(None, {"image": batch})
     batched_ms = (time.perf_counter() - mark) * 1000.0 / 3 / args.batch
     report = {
-        "provider": segmenter.provider,
+        "provider": segmenter.engines,
         "decoder_batch": segmenter.decoder_batch,
         "load_s": round(load_s, 2),
         "median_ms": {name: round(float(np.median(values)), 2) for name, values in stages.items()},

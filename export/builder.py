@@ -23,9 +23,7 @@ from onnxscript import optimizer
 
 from vreyesam.export import fidelity, graphs, model, weights
 from vreyesam.export.reference import TorchReference
-from vreyesam.runtime import crypto, golden, openvino_sessions, preprocess, procedure, synth, variants
-from vreyesam.runtime.decode import ImageInputError, read_image_file
-from vreyesam.runtime.loader import LoadOptions, ModelLoadError, build_segmenter, load_segmenter
+from vreyesam.runtime import surface
 from vreyesam.runtime.manifest import (
     DECODER,
     ENCODER,
@@ -33,15 +31,17 @@ from vreyesam.runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
     Artifact,
+    FidelityReport,
+    GateThresholds,
     Manifest,
     Preprocessing,
     ProcedureDefaults,
     TensorSpec,
     Variant,
     WeightsSource,
-    sha256_file,
+    sha256_hex,
 )
-from vreyesam.runtime.sessions import CPU_PROVIDER
+from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES, REDUCED_PRECISIONS, Precision
 
 log = logging.getLogger("vreyesam.export")
 
@@ -49,14 +49,11 @@ MODEL_NAME = "vreyesam-sam2-hiera-s"
 OPSET = 17
 GOLDEN_POINTS = 4
 GOLDEN_TOLERANCE = {"logits_relative_error": 1e-2, "scores_max_abs_error": 1e-2}
-# Reduced-precision variants gated at export: name -> (encoder, decoder) graph precision.
-REDUCED_VARIANTS = {variants.BF16: ("bf16", "bf16"), variants.BF16_ENCODER: ("bf16", "fp32")}
 # The start-up self-test of a variant catches a broken engine; its fidelity is proven by the gate.
 VARIANT_GOLDEN_TOLERANCE = {"logits_relative_error": 5e-2, "scores_max_abs_error": 5e-2}
 CALIBRATION_SEED = 20251127
 # Built-in calibration set: (width, height, mode) of synthetic eye images, VRBiom size first.
 CALIBRATION_SHAPES = ((400, 300, "nir"), (400, 300, "rgb"), (640, 480, "nir"), (300, 400, "rgb"))
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class ExportError(Exception):
@@ -73,7 +70,7 @@ class ExportRequest:
     calibration_dir: Path | None = None
     force: bool = False
     encryption_key: bytes | None = field(default=None, repr=False)
-    thresholds: fidelity.Thresholds = field(default_factory=fidelity.Thresholds)
+    thresholds: GateThresholds = field(default_factory=GateThresholds)
     reduced_variants: bool = True  # gate the bf16 variants too (where this machine can run them)
 
 
@@ -130,7 +127,7 @@ def _artifact(path: Path) -> Artifact:
     if path.suffix == ".onnx":
         graph = onnx.load(str(path), load_external_data=False).graph
         inputs, outputs = _specs(list(graph.input)), _specs(list(graph.output))
-    return Artifact(file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size, inputs=inputs, outputs=outputs)
+    return Artifact(file=path.name, sha256=sha256_hex(path), bytes=path.stat().st_size, inputs=inputs, outputs=outputs)
 
 
 def _tool_versions() -> dict[str, str]:
@@ -144,21 +141,21 @@ def _tool_versions() -> dict[str, str]:
     return versions
 
 
-def _golden_sample(reference: TorchReference, prep: Preprocessing) -> golden.GoldenSample:
-    _, image, _ = synth.generate(seed=CALIBRATION_SEED, n=1, width=128, height=96, mode="nir")[0]
-    fitted = preprocess.fit_image(image, prep.fit_size)
+def _golden_sample(reference: TorchReference, prep: Preprocessing) -> surface.GoldenSample:
+    _, image, _ = surface.synthetic_eyes(seed=CALIBRATION_SEED, n=1, width=128, height=96, mode="nir")[0]
+    fitted = surface.fit_image(image, prep.fit_size)
     fitted_hw = (fitted.shape[0], fitted.shape[1])
-    points = procedure.sample_points(fitted_hw, GOLDEN_POINTS, seed=0)
+    points = surface.sample_points(fitted_hw, GOLDEN_POINTS, seed=0)
     logits, scores = reference.decode(
-        reference.features(fitted), procedure.to_model_frame(points, fitted_hw, prep.image_size)
+        reference.features(fitted), surface.to_model_frame(points, fitted_hw, prep.image_size)
     )
-    return golden.GoldenSample(image=image, points=points, low_res_logits=logits.numpy(), scores=scores.numpy())
+    return surface.GoldenSample(image=image, points=points, low_res_logits=logits.numpy(), scores=scores.numpy())
 
 
 def calibration_images(calibration_dir: Path | None) -> list[tuple[str, np.ndarray]]:
     images = []
     for index, (width, height, mode) in enumerate(CALIBRATION_SHAPES):
-        name, image, _ = synth.generate(seed=CALIBRATION_SEED + index, n=1, width=width, height=height, mode=mode)[0]
+        name, image, _ = surface.synthetic_eyes(CALIBRATION_SEED + index, n=1, width=width, height=height, mode=mode)[0]
         images.append((f"synthetic/{name}-{width}x{height}-{mode}", image))
     if calibration_dir is not None:
         files = sorted(p for p in calibration_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -166,13 +163,13 @@ def calibration_images(calibration_dir: Path | None) -> list[tuple[str, np.ndarr
             raise ExportError("--calibration folder holds no images")
         for path in files:
             try:
-                images.append((f"calibration/{path.name}", read_image_file(path)))
-            except ImageInputError as exc:
+                images.append((f"calibration/{path.name}", surface.read_image_file(path)))
+            except surface.ImageInputError as exc:
                 raise ExportError(f"calibration image {path.name}: {exc.message}") from None
     return images
 
 
-def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_report: dict[str, object]) -> Manifest:
+def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_report: FidelityReport) -> Manifest:
     version = f"random-seed{source.seed}" if source.random_weights else f"sha256-{(source.sha256 or '')[:12]}"
     return Manifest(
         schema_version=SCHEMA_VERSION,
@@ -192,55 +189,48 @@ def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_re
 
 
 def _gate_variant(
-    staging: Path, manifest: Manifest, name: str, outcomes: list[fidelity.ReferenceOutcome], sample: golden.GoldenSample
+    files: surface.ModelFiles,
+    name: Precision,
+    outcomes: list[fidelity.ReferenceOutcome],
+    sample: surface.GoldenSample,
 ) -> Variant:
-    encoder, decoder = REDUCED_VARIANTS[name]
-    choice = variants.Choice(name=name, encoder=encoder, decoder=decoder, golden_tolerance=VARIANT_GOLDEN_TOLERANCE)
+    encoder, decoder = surface.REDUCED_GRAPHS[name]
+    choice = surface.Choice(name=name, encoder=encoder, decoder=decoder, golden_tolerance=VARIANT_GOLDEN_TOLERANCE)
+    tolerance = dict(VARIANT_GOLDEN_TOLERANCE)
     try:
-        segmenter = build_segmenter(staging, manifest, [CPU_PROVIDER], choice, LoadOptions(device="cpu"))
-    except ModelLoadError as exc:
-        problem = f"{name} failed to load: {exc}"
-        return Variant(
-            encoder, decoder, passed=False, fidelity={"passed": False, "problems": [problem]}, golden_tolerance={}
-        )
+        segmenter = surface.build_segmenter(files, [surface.CPU_PROVIDER], choice, surface.LoadOptions(device="cpu"))
+    except surface.ModelLoadError as exc:
+        report = FidelityReport(passed=False, problems=(f"{name} failed to load: {exc}",))
+        return Variant(encoder, decoder, passed=False, fidelity=report, golden_tolerance={})
     results = [fidelity.measure_image(segmenter, outcome) for outcome in outcomes]
     problems = fidelity.failures(results, fidelity.REDUCED_PRECISION)
     try:
-        golden.run_golden(segmenter, sample, VARIANT_GOLDEN_TOLERANCE)
-    except golden.GoldenMismatch as exc:
+        surface.run_golden(segmenter, sample, tolerance)
+    except surface.GoldenMismatch as exc:
         problems.append(str(exc))
-    report = fidelity.report(results, fidelity.REDUCED_PRECISION, not problems, segmenter.provider)
-    if problems:
-        report["problems"] = problems
-    return Variant(
-        encoder=encoder,
-        decoder=decoder,
-        passed=not problems,
-        fidelity=report,
-        golden_tolerance=dict(VARIANT_GOLDEN_TOLERANCE),
-    )
+    report = fidelity.report(results, fidelity.REDUCED_PRECISION, problems, segmenter.engines)
+    return Variant(encoder=encoder, decoder=decoder, passed=report.passed, fidelity=report, golden_tolerance=tolerance)
 
 
 def _gate_variants(
-    staging: Path,
-    manifest: Manifest,
+    files: surface.ModelFiles,
     outcomes: list[fidelity.ReferenceOutcome],
-    sample: golden.GoldenSample,
+    sample: surface.GoldenSample,
     progress: Callable[[str], None],
 ) -> dict[str, Variant]:
     """Each reduced-precision variant with its gate verdict; none where this machine cannot run bf16."""
-    if not openvino_sessions.bf16_supported():
+    if not surface.bf16_supported():
         progress("bf16 variants not gated: this machine lacks OpenVINO or a CPU with native bf16; fp32 only")
         return {}
     gated = {}
-    for name in REDUCED_VARIANTS:
-        variant = gated[name] = _gate_variant(staging, manifest, name, outcomes, sample)
-        worst = variant.fidelity.get("worst")
+    for name in REDUCED_PRECISIONS:
+        variant = gated[name] = _gate_variant(files, name, outcomes, sample)
+        worst = variant.fidelity.worst
         figures = (
-            f"logits relative error {worst['logits_relative_error']:.2e}, "
-            f"confident-pixel IoU {worst['confident_pixel_iou']:.4f}"
+            f"logits relative error {worst.logits_relative_error:.2e}, "
+            f"confident-pixel IoU {worst.confident_pixel_iou:.4f}"
             if worst
-            else "; ".join(variant.fidelity["problems"])
+            else "; ".join(variant.fidelity.problems)
         )
         progress(f"variant {name}: {'passed' if variant.passed else 'rejected'} ({figures})")
     return gated
@@ -252,10 +242,10 @@ def _encrypt(staging: Path, manifest: Manifest, key: bytes) -> Manifest:
     for role in (ENCODER, DECODER):
         plain = staging / artifacts[role].file
         sealed = plain.with_name(plain.name + ".enc")
-        sealed.write_bytes(crypto.encrypt(plain.read_bytes(), key, role))
+        sealed.write_bytes(surface.encrypt(plain.read_bytes(), key, role))
         plain.unlink()
         artifacts[role] = replace(
-            artifacts[role], file=sealed.name, sha256=sha256_file(sealed), bytes=sealed.stat().st_size
+            artifacts[role], file=sealed.name, sha256=sha256_hex(sealed), bytes=sealed.stat().st_size
         )
     manifest = replace(manifest, artifacts=artifacts, encrypted=True)
     (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
@@ -296,35 +286,36 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
             _fold(path)
         progress("recording the golden sample")
         sample = _golden_sample(reference, prep)
-        golden.save_golden(staging / "golden.npz", sample)
+        surface.save_golden(staging / "golden.npz", sample)
         artifacts = {
             ENCODER: _artifact(exported.encoder),
             DECODER: _artifact(exported.decoder),
             GOLDEN: _artifact(staging / "golden.npz"),
         }
-        (staging / MANIFEST_NAME).write_text(_manifest(source, artifacts, {}).to_json(), encoding="utf-8")
+        pending = _manifest(source, artifacts, FidelityReport(passed=False, problems=("not gated yet",)))
+        (staging / MANIFEST_NAME).write_text(pending.to_json(), encoding="utf-8")
         try:
-            segmenter = load_segmenter(staging, LoadOptions(device="cpu", allow_random_weights=True))
-        except ModelLoadError as exc:
+            files = surface.read_model_files(staging, allow_random_weights=True)
+            segmenter = surface.segmenter_from_files(files, surface.LoadOptions(device="cpu", precision="fp32"))
+        except surface.ModelLoadError as exc:
             raise ExportError(f"exported model failed to load: {exc}") from None
         progress(f"fidelity gate on {len(images)} calibration images")
         outcomes = [fidelity.reference_outcome(name, image, segmenter, reference) for name, image in images]
         results = [fidelity.measure_image(segmenter, outcome) for outcome in outcomes]
         problems = fidelity.failures(results, request.thresholds)
-        report = fidelity.report(results, request.thresholds, not problems, segmenter.provider)
+        report = fidelity.report(results, request.thresholds, problems, segmenter.engines)
         manifest = _manifest(source, artifacts, report)
         if problems:
             raise ExportError("fidelity gate failed: " + "; ".join(problems))
         if request.reduced_variants:
-            manifest = replace(manifest, variants=_gate_variants(staging, manifest, outcomes, sample, progress))
+            manifest = replace(manifest, variants=_gate_variants(files, outcomes, sample, progress))
         if request.encryption_key is not None:
             progress("encrypting the ONNX graphs")
             manifest = _encrypt(staging, manifest, request.encryption_key)
             try:
-                load_segmenter(
-                    staging, LoadOptions(device="cpu", allow_random_weights=True, model_key=request.encryption_key)
-                )
-            except ModelLoadError as exc:
+                options = surface.LoadOptions(device="cpu", allow_random_weights=True, model_key=request.encryption_key)
+                surface.load_segmenter(staging, options)
+            except surface.ModelLoadError as exc:
                 raise ExportError(f"encrypted model failed to load: {exc}") from None
         (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         staging.chmod(0o755)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vreyesam.export import weights
 from vreyesam.export.builder import ExportError, ExportRequest, export_model
-from vreyesam.runtime import crypto
+from vreyesam.runtime import surface
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def _new_key(path: Path) -> int:
         return 1
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(crypto.new_key_text() + "\n")
+        handle.write(surface.new_key_text() + "\n")
     print(f"wrote a new model key to {path}")
     return 0
 
@@ -65,10 +65,10 @@ def _encryption_key(args: argparse.Namespace) -> bytes | None:
     if args.key_file is None:
         raise ExportError("--encrypt needs --key-file FILE")
     try:
-        return crypto.parse_key(args.key_file.read_text(encoding="utf-8"))
+        return surface.parse_key(args.key_file.read_text(encoding="utf-8"))
     except OSError:
         raise ExportError("the key file cannot be read") from None
-    except crypto.ModelKeyError as exc:
+    except surface.ModelKeyError as exc:
         raise ExportError(str(exc)) from None
 
 
@@ -100,11 +100,15 @@ def run(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"vreyesam export: error: {exc}", file=sys.stderr)
         return 1
-    worst = manifest.fidelity["worst"]
+    worst = manifest.fidelity.worst
+    figures = (
+        f"final mask IoU >= {worst.final_mask_iou:.4f}, logits relative error <= {worst.logits_relative_error:.1e}"
+        if worst is not None
+        else "no figures"
+    )
     print(
         f"exported {manifest.model_name} {manifest.model_version} to {args.out} in "
-        f"{time.perf_counter() - started:.1f} s; fidelity: final mask IoU >= {worst['final_mask_iou']:.4f}, "
-        f"logits relative error <= {worst['logits_relative_error']:.1e}"
+        f"{time.perf_counter() - started:.1f} s; fidelity: {figures}"
     )
     for name, variant in manifest.variants.items():
         print(f"variant {name}: {'passed its gate' if variant.passed else 'rejected by its gate, not served'}")

@@ -9,44 +9,27 @@ rejected and never served.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from vreyesam.export.reference import TorchReference
-from vreyesam.runtime import procedure
-from vreyesam.runtime.segmenter import PredictOptions, PreparedImage, Segmenter
+from vreyesam.runtime.manifest import FidelityReport, GateThresholds, ImageFidelity, WorstCase
+from vreyesam.runtime.surface import (
+    PredictOptions,
+    PreparedImage,
+    Segmenter,
+    confident_pixel_iou,
+    iou,
+    resize_to,
+    to_model_frame,
+    upscale_logits,
+)
 
-
-@dataclass(frozen=True)
-class Thresholds:
-    min_final_iou: float = 0.999
-    max_logits_relative_error: float = 1e-4
-    min_confident_pixel_iou: float = 0.999
-
-
-# Reduced-precision variants ship only within these bounds (fp32 stays under the strict default above).
-REDUCED_PRECISION = Thresholds(min_final_iou=0.0, max_logits_relative_error=1e-2, min_confident_pixel_iou=0.99)
-# A reference logit is "confident" when |l| >= this fraction of its mask's max |l|: near-zero logits
-# flip sign under any rounding and say nothing about the mask.
-CONFIDENT_FRACTION = 0.1
-
-
-@dataclass(frozen=True)
-class ImageFidelity:
-    name: str
-    height: int
-    width: int
-    embedding_max_abs_error: float
-    embedding_relative_error: float
-    logits_max_abs_error: float
-    logits_relative_error: float
-    scores_max_abs_error: float
-    prompt_mask_iou_min: float
-    prompt_mask_iou_mean: float
-    confident_pixel_iou: float
-    final_mask_iou: float
+# fp32 graphs ship only within the strict defaults of GateThresholds; reduced-precision variants within these.
+STRICT = GateThresholds()
+REDUCED_PRECISION = GateThresholds(min_final_iou=0.0, max_logits_relative_error=1e-2, min_confident_pixel_iou=0.99)
 
 
 @dataclass(frozen=True)
@@ -62,19 +45,6 @@ class ReferenceOutcome:
     final: np.ndarray  # the final binary mask at the input size
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks; two empty masks agree perfectly (1.0)."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
-def confident_pixel_iou(logits: np.ndarray, reference: np.ndarray, fraction: float = CONFIDENT_FRACTION) -> float:
-    """IoU of the positive pixels of two NxHxW logit stacks, counted only where the reference is confident."""
-    scale = np.abs(reference).reshape(len(reference), -1).max(axis=1)[:, None, None]
-    confident = np.abs(reference) >= fraction * scale
-    return iou((logits > 0) & confident, (reference > 0) & confident)
-
-
 def _errors(actual: Iterable[np.ndarray], expected: Iterable[np.ndarray]) -> tuple[float, float]:
     max_abs, scale = 0.0, 0.0
     for got, want in zip(actual, expected, strict=True):
@@ -86,7 +56,7 @@ def _errors(actual: Iterable[np.ndarray], expected: Iterable[np.ndarray]) -> tup
 def _prompts(segmenter: Segmenter, image_rgb: np.ndarray) -> tuple[PreparedImage, np.ndarray, np.ndarray]:
     prepared = segmenter.prepare(image_rgb)
     points = segmenter.prompt_points(prepared, PredictOptions())
-    model_points = procedure.to_model_frame(points, prepared.fitted_hw, segmenter.manifest.preprocessing.image_size)
+    model_points = to_model_frame(points, prepared.fitted_hw, segmenter.manifest.preprocessing.image_size)
     return prepared, points, model_points
 
 
@@ -107,7 +77,7 @@ def reference_outcome(
         logits=logits.numpy(),
         scores=scores.numpy(),
         masks=masks.numpy(),
-        final=procedure.resize_to(binary, prepared.input_hw, cv2.INTER_NEAREST).astype(bool),
+        final=resize_to(binary, prepared.input_hw, cv2.INTER_NEAREST).astype(bool),
     )
 
 
@@ -118,7 +88,7 @@ def measure_image(segmenter: Segmenter, expected: ReferenceOutcome) -> ImageFide
     logits, scores = segmenter.decode(features, model_points)
     ours = segmenter.postprocess(prepared, points, logits, scores, manifest.procedure.threshold)
 
-    our_masks = procedure.upscale_logits(logits, prepared.fitted_hw) > manifest.procedure.mask_logit_threshold
+    our_masks = upscale_logits(logits, prepared.fitted_hw) > manifest.procedure.mask_logit_threshold
     prompt_ious = [iou(a, b) for a, b in zip(our_masks, expected.masks, strict=True)]
     embed_abs, embed_rel = _errors(
         (features.image_embed, features.high_res_feats_0, features.high_res_feats_1), expected.features
@@ -140,7 +110,7 @@ def measure_image(segmenter: Segmenter, expected: ReferenceOutcome) -> ImageFide
     )
 
 
-def failures(results: list[ImageFidelity], thresholds: Thresholds) -> list[str]:
+def failures(results: list[ImageFidelity], thresholds: GateThresholds) -> list[str]:
     """One line per image and metric that misses its threshold."""
     problems = []
     for result in results:
@@ -159,17 +129,20 @@ def failures(results: list[ImageFidelity], thresholds: Thresholds) -> list[str]:
     return problems
 
 
-def report(results: list[ImageFidelity], thresholds: Thresholds, passed: bool, measured_on: str) -> dict[str, object]:
-    return {
-        "passed": passed,
-        "measured_on": f"{measured_on} vs torch fp32 CPU",
-        "thresholds": asdict(thresholds),
-        "worst": {
-            "final_mask_iou": min(r.final_mask_iou for r in results),
-            "prompt_mask_iou_min": min(r.prompt_mask_iou_min for r in results),
-            "confident_pixel_iou": min(r.confident_pixel_iou for r in results),
-            "logits_relative_error": max(r.logits_relative_error for r in results),
-            "embedding_relative_error": max(r.embedding_relative_error for r in results),
-        },
-        "images": [asdict(r) for r in results],
-    }
+def report(
+    results: list[ImageFidelity], thresholds: GateThresholds, problems: list[str], measured_on: str
+) -> FidelityReport:
+    return FidelityReport(
+        passed=not problems,
+        measured_on=f"{measured_on} vs torch fp32 CPU",
+        thresholds=thresholds,
+        worst=WorstCase(
+            final_mask_iou=min(r.final_mask_iou for r in results),
+            prompt_mask_iou_min=min(r.prompt_mask_iou_min for r in results),
+            confident_pixel_iou=min(r.confident_pixel_iou for r in results),
+            logits_relative_error=max(r.logits_relative_error for r in results),
+            embedding_relative_error=max(r.embedding_relative_error for r in results),
+        ),
+        images=tuple(results),
+        problems=tuple(problems),
+    )

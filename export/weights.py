@@ -7,7 +7,6 @@ that tries to build arbitrary Python objects is refused instead of executed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vreyesam.export.model import WeightsError
+from vreyesam.runtime.manifest import sha256_hex
 
 DEFAULT_REPO = "devnagaich/VREyeSAM"
 DEFAULT_FILE = "VREyeSAM_uncertainity_best.torch"
@@ -63,14 +63,6 @@ def read_hf_token() -> str | None:
     return None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _download(source: str) -> tuple[Path, str]:
     match = _HF_SOURCE.match(source)
     if match is None:
@@ -95,7 +87,7 @@ def fetch_weights(source: str, expected_sha256: str | None) -> WeightsFile:
         if not path.is_file():
             raise WeightsError(f"weights file not found: {path.name}")
         kind, source_id = "local", f"local:{path.name}"
-    digest = sha256_of(path)
+    digest = sha256_hex(path)
     if expected_sha256 is not None and digest != expected_sha256:
         raise WeightsError(f"sha256 mismatch for {source_id}: expected {expected_sha256}, got {digest}")
     return WeightsFile(path=path, kind=kind, source_id=source_id, sha256=digest)

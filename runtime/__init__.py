@@ -1,1 +1,15 @@
-"""Torch-free serving runtime: reads a model directory and runs the VREyeSAM procedure on onnxruntime."""
+"""Torch-free serving runtime: reads a model directory and runs the VREyeSAM procedure on onnxruntime.
+
+Rooms, top to bottom (a room imports only rooms below it; the contract is `[tool.vreyesam.boundaries]` in
+pyproject.toml, checked by tests/test_boundaries.py):
+
+    tools/    the command-line programs: serve, predict, evaluate, synth
+    http/     the predict-only API: app factory, routes, error mapping, body limit, logs, auth, admission
+    model/    model directory read once and verified, variants, golden self-test, the procedure's stages
+    engines/  onnxruntime and OpenVINO behind one `Graph` protocol; device -> execution providers
+    media/    (beside the layers, imports no room) decoding untrusted images, rendering PNG/RLE, atomic files
+
+The kernel every room may import: `manifest` (the model-directory contract shared with the exporter),
+`vocabulary` (devices, precisions, output kinds, image suffixes) and `settings` (the environment, read in
+one place). `surface` is the exporter's only door into the rooms.
+"""

@@ -2,7 +2,8 @@
 
 A model directory holds `manifest.json` plus the files it lists (ONNX graphs, the golden sample).
 The manifest names every file by its bare file name and pins it by sha256; it never holds an absolute
-path, a user name or a token. This module is the only code the two halves share.
+path, a user name or a token. The exporter writes it; the runtime's model room reads it (and reads each
+artifact once, see `vreyesam.runtime.model.artifacts`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from vreyesam.runtime.vocabulary import GraphPrecision
 
 # 2: the encoder graph also gives the decoder's image-side tensors (the decoder no longer takes image_embed).
 SCHEMA_VERSION = 2
@@ -106,6 +109,56 @@ class WeightsSource:
 
 
 @dataclass(frozen=True)
+class GateThresholds:
+    """What a graph set must reach against torch fp32 to pass the export's fidelity gate."""
+
+    min_final_iou: float = 0.999
+    max_logits_relative_error: float = 1e-4
+    min_confident_pixel_iou: float = 0.999
+
+
+@dataclass(frozen=True)
+class ImageFidelity:
+    """One calibration image: the exported graphs against torch, both running the VREyeSAM procedure."""
+
+    name: str
+    height: int
+    width: int
+    embedding_max_abs_error: float
+    embedding_relative_error: float
+    logits_max_abs_error: float
+    logits_relative_error: float
+    scores_max_abs_error: float
+    prompt_mask_iou_min: float
+    prompt_mask_iou_mean: float
+    confident_pixel_iou: float
+    final_mask_iou: float
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """The worst of each gated figure over the calibration images."""
+
+    final_mask_iou: float
+    prompt_mask_iou_min: float
+    confident_pixel_iou: float
+    logits_relative_error: float
+    embedding_relative_error: float
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    """The gate's verdict and figures; `problems` says what missed (empty when it passed)."""
+
+    passed: bool
+    measured_on: str = ""
+    thresholds: GateThresholds | None = None
+    worst: WorstCase | None = None
+    images: tuple[ImageFidelity, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Variant:
     """A reduced-precision way to run the same graphs, with the export's verdict on it.
 
@@ -113,10 +166,10 @@ class Variant:
     describe. A variant is served only if `passed` (its fidelity gate) is true.
     """
 
-    encoder: str  # graph precision: "fp32" | "bf16"
-    decoder: str
+    encoder: GraphPrecision
+    decoder: GraphPrecision
     passed: bool
-    fidelity: dict[str, Any]
+    fidelity: FidelityReport
     golden_tolerance: dict[str, float]
 
 
@@ -132,7 +185,7 @@ class Manifest:
     artifacts: dict[str, Artifact]
     preprocessing: Preprocessing
     procedure: ProcedureDefaults
-    fidelity: dict[str, Any]
+    fidelity: FidelityReport
     golden_tolerance: dict[str, float]
     tools: dict[str, str]
     encrypted: bool = False
@@ -148,12 +201,33 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+def sha256_hex(source: bytes | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of bytes in memory, or of a file read in chunks (a checkpoint can be large)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            while chunk := handle.read(chunk_size):
+                digest.update(chunk)
+    else:
+        digest.update(source)
     return digest.hexdigest()
+
+
+def _record(cls: type, raw: dict[str, Any]) -> Any:
+    """A flat dataclass from its JSON object (unknown keys are ignored, missing ones are an error)."""
+    return cls(**{item.name: raw[item.name] for item in fields(cls) if item.name in raw})
+
+
+def fidelity_from_dict(raw: dict[str, Any]) -> FidelityReport:
+    thresholds, worst = raw.get("thresholds"), raw.get("worst")
+    return FidelityReport(
+        passed=bool(raw["passed"]),
+        measured_on=str(raw.get("measured_on", "")),
+        thresholds=_record(GateThresholds, thresholds) if thresholds else None,
+        worst=_record(WorstCase, worst) if worst else None,
+        images=tuple(_record(ImageFidelity, image) for image in raw.get("images", [])),
+        problems=tuple(str(problem) for problem in raw.get("problems", [])),
+    )
 
 
 def _tensor_specs(raw: list[dict[str, Any]]) -> list[TensorSpec]:
@@ -165,7 +239,7 @@ def _variant(raw: dict[str, Any]) -> Variant:
         encoder=str(raw["encoder"]),
         decoder=str(raw["decoder"]),
         passed=bool(raw["passed"]),
-        fidelity=dict(raw["fidelity"]),
+        fidelity=fidelity_from_dict(raw["fidelity"]),
         golden_tolerance={k: float(v) for k, v in raw["golden_tolerance"].items()},
     )
 
@@ -203,7 +277,7 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
                 low_res_size=int(prep["low_res_size"]),
             ),
             procedure=ProcedureDefaults(**raw["procedure"]),
-            fidelity=dict(raw["fidelity"]),
+            fidelity=fidelity_from_dict(raw["fidelity"]),
             golden_tolerance={k: float(v) for k, v in raw["golden_tolerance"].items()},
             tools={str(k): str(v) for k, v in raw["tools"].items()},
             encrypted=bool(raw.get("encrypted", False)),
@@ -231,19 +305,3 @@ def read_manifest(model_dir: Path) -> Manifest:
     if not isinstance(raw, dict):
         raise ManifestError("manifest is malformed")
     return manifest_from_dict(raw)
-
-
-def verify_artifacts(model_dir: Path, manifest: Manifest) -> None:
-    """Check that every artifact exists and matches its pinned size and sha256."""
-    for role, artifact in sorted(manifest.artifacts.items()):
-        path = model_dir / artifact.file
-        if not path.is_file():
-            raise ManifestError(f"{role} artifact is missing")
-        if path.stat().st_size != artifact.bytes or sha256_file(path) != artifact.sha256:
-            raise ManifestError(f"{role} artifact does not match its sha256")
-
-
-def load_verified_manifest(model_dir: Path) -> Manifest:
-    manifest = read_manifest(model_dir)
-    verify_artifacts(model_dir, manifest)
-    return manifest

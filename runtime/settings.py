@@ -14,11 +14,18 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from vreyesam.runtime.decode import DecodeLimits
-from vreyesam.runtime.sessions import DEVICES, Device
-from vreyesam.runtime.variants import PRECISIONS
+from vreyesam.runtime.vocabulary import DEVICES, PRECISION_REQUESTS, Device, PrecisionRequest
 
 MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Largest accepted image, as displayed (after EXIF orientation)."""
+
+    max_width: int = 8192
+    max_height: int = 8192
+    max_pixels: int = 40_000_000
 
 
 class SettingsError(Exception):
@@ -32,7 +39,7 @@ class Settings:
     port: int = 8000  # VREYESAM_PORT, else PORT (set by Hugging Face Spaces), else 8000
     workers: int = 1  # VREYESAM_WORKERS: server processes, each with its own copy of the model
     device: Device = "auto"  # VREYESAM_DEVICE: auto | cpu | cuda
-    precision: str = "auto"  # VREYESAM_PRECISION: auto | fp32 | bf16 | bf16-encoder (variants that passed the gate)
+    precision: PrecisionRequest = "auto"  # VREYESAM_PRECISION: auto | fp32 | bf16 | bf16-encoder (gated variants)
     threads: int = 0  # VREYESAM_THREADS: onnxruntime intra-op threads (0 = one per core)
     decoder_batch: int = 0  # VREYESAM_DECODER_BATCH: prompts per decoder call (0 = by provider)
     allow_random_weights: bool = False  # VREYESAM_ALLOW_RANDOM_WEIGHTS: serve a random-weights demo model
@@ -127,8 +134,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def validate(settings: Settings) -> None:
     if settings.device not in DEVICES:
         raise SettingsError(f"VREYESAM_DEVICE must be one of {', '.join(DEVICES)}")
-    if settings.precision not in PRECISIONS:
-        raise SettingsError(f"VREYESAM_PRECISION must be one of {', '.join(PRECISIONS)}")
+    if settings.precision not in PRECISION_REQUESTS:
+        raise SettingsError(f"VREYESAM_PRECISION must be one of {', '.join(PRECISION_REQUESTS)}")
     if not 0 < settings.port < 65536:
         raise SettingsError("VREYESAM_PORT must be between 1 and 65535")
     for name in ("workers", "max_concurrency", "max_body_bytes", "max_width", "max_height", "max_pixels"):

@@ -1,7 +1,8 @@
-"""Shared fixtures: one exported model directory per test session, and an isolated environment.
+"""Shared fixtures: one exported model directory and one server per test session, an isolated environment.
 
 The model directory is exported once with random weights (seed 0) by the real exporter, or taken from
-VREYESAM_TEST_MODEL_DIR — how CI hands the builder stage's export to the torch-free serving stage.
+VREYESAM_TEST_MODEL_DIR — how CI hands the builder stage's export to the torch-free serving stage. The
+server (`served`) is a real `vreyesam serve` process over it, for every test that only sends requests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess, start_server
 
 MODEL_DIR_ENV = "VREYESAM_TEST_MODEL_DIR"
 RANDOM_SEED = 0
@@ -50,7 +53,19 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def segmenter(model_dir: Path):
-    from vreyesam.runtime.loader import LoadOptions, load_segmenter
+    from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 
     """The fp32 model on onnxruntime's CPU provider (what the parity tests hold to Meta's predictor)."""
     return load_segmenter(model_dir, LoadOptions(device="cpu", precision="fp32", allow_random_weights=True))
+
+
+@pytest.fixture(scope="session")
+def served(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real `vreyesam serve` on the test model, shared by the tests that only send it requests."""
+    log_path = tmp_path_factory.mktemp("served") / "server.log"
+    proc = start_server(model_dir, log_path, "--allow-random-weights", env=SHARED_SERVER_LIMITS)
+    try:
+        proc.wait_until("/readyz", 200, timeout_s=180)
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log()[-2000:]

@@ -9,9 +9,10 @@ import pytest
 
 from vreyesam.cli import main
 from vreyesam.export.builder import _encrypt
-from vreyesam.runtime import crypto
-from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
-from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, verify_artifacts
+from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest
+from vreyesam.runtime.model import crypto
+from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
+from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def encrypted_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, key
     return target
 
 
-def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes) -> None:
+def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes, model_dir: Path) -> None:
     manifest = read_manifest(encrypted_dir)
     assert manifest.encrypted is True
     assert sorted(p.name for p in encrypted_dir.iterdir()) == [
@@ -36,7 +37,9 @@ def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes) -> No
         "golden.npz",
         MANIFEST_NAME,
     ]
-    verify_artifacts(encrypted_dir, manifest)
+    files = read_model_files(encrypted_dir, allow_random_weights=True, key=key)  # each file matches its pin
+    for role in ("encoder", "decoder"):
+        assert files.graphs[role] == (model_dir / f"{role}.onnx").read_bytes()  # decrypted to the very graph
     blob = (encrypted_dir / "decoder.onnx.enc").read_bytes()
     assert blob.startswith(crypto.MAGIC) and b"onnx" not in blob[:4096].lower()
     assert key.hex() not in (encrypted_dir / MANIFEST_NAME).read_text()
@@ -45,7 +48,7 @@ def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes) -> No
 def test_right_key_serves_wrong_or_missing_key_refused(encrypted_dir: Path, key: bytes) -> None:
     options = LoadOptions(device="cpu", allow_random_weights=True, self_test=False)
     segmenter = load_segmenter(encrypted_dir, LoadOptions(device="cpu", allow_random_weights=True, model_key=key))
-    assert segmenter.provider.endswith("CPUExecutionProvider")  # fp32 or a bf16 variant, decrypted in memory
+    assert segmenter.engines.endswith("CPUExecutionProvider")  # fp32 or a bf16 variant, decrypted in memory
     with pytest.raises(ModelLoadError, match="the model key does not decrypt the model"):
         load_segmenter(encrypted_dir, LoadOptions(**{**options.__dict__, "model_key": bytes(32)}))
     with pytest.raises(ModelLoadError, match="the model is encrypted: set VREYESAM_MODEL_KEY_FILE"):

@@ -13,9 +13,10 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from vreyesam.runtime.loader import LoadOptions, ModelLoadError, load_segmenter
-from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_file
-from vreyesam.runtime.openvino_sessions import bf16_supported
+from vreyesam.runtime.engines.openvino_graph import bf16_supported
+from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_hex
+from vreyesam.runtime.model.artifacts import ModelLoadError
+from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 
 NEEDS_BF16 = pytest.mark.skipif(not bf16_supported(), reason="no OpenVINO or no native bf16 on this CPU")
 OPTIONS = LoadOptions(device="cpu", precision="fp32", allow_random_weights=True)
@@ -31,7 +32,7 @@ def _repin(model_dir: Path, role: str) -> None:
     """Update the manifest's pin for a changed artifact, as an attacker with write access could."""
     raw = json.loads((model_dir / MANIFEST_NAME).read_text())
     path = model_dir / raw["artifacts"][role]["file"]
-    raw["artifacts"][role].update(sha256=sha256_file(path), bytes=path.stat().st_size)
+    raw["artifacts"][role].update(sha256=sha256_hex(path), bytes=path.stat().st_size)
     (model_dir / MANIFEST_NAME).write_text(json.dumps(raw))
 
 

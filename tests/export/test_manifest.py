@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_file
-from vreyesam.runtime.openvino_sessions import bf16_supported
+from vreyesam.runtime.engines.openvino_graph import bf16_supported
+from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_hex
 
 
 def test_every_artifact_is_pinned(model_dir: Path) -> None:
@@ -19,7 +19,7 @@ def test_every_artifact_is_pinned(model_dir: Path) -> None:
     listed = {artifact.file for artifact in manifest.artifacts.values()}
     assert listed | {MANIFEST_NAME} == {p.name for p in model_dir.iterdir()}
     for artifact in manifest.artifacts.values():
-        assert sha256_file(model_dir / artifact.file) == artifact.sha256
+        assert sha256_hex(model_dir / artifact.file) == artifact.sha256
         assert (model_dir / artifact.file).stat().st_size == artifact.bytes
 
 
@@ -39,9 +39,12 @@ def test_contract_fields(model_dir: Path) -> None:
     assert manifest.preprocessing.mean == (0.485, 0.456, 0.406)
     decoder_inputs = {spec.name: spec.shape for spec in manifest.artifacts["decoder"].inputs}
     assert decoder_inputs["point_coords"] == ["prompts", 1, 2]
-    assert manifest.fidelity["passed"] is True
-    assert manifest.fidelity["worst"]["final_mask_iou"] >= 0.999
-    assert manifest.fidelity["worst"]["logits_relative_error"] <= 1e-4
+    assert manifest.fidelity.passed is True
+    assert manifest.fidelity.problems == ()
+    assert manifest.fidelity.worst is not None
+    assert manifest.fidelity.worst.final_mask_iou >= 0.999
+    assert manifest.fidelity.worst.logits_relative_error <= 1e-4
+    assert len(manifest.fidelity.images) >= 4
     assert {"torch", "sam2", "onnx", "onnxruntime", "python"} <= set(manifest.tools)
 
 
@@ -50,13 +53,14 @@ def test_reduced_precision_variants_carry_their_gate_verdict(model_dir: Path) ->
     variants = read_manifest(model_dir).variants
     assert set(variants) == {"bf16", "bf16-encoder"}
     for name, variant in variants.items():
-        worst = variant.fidelity["worst"]
-        assert variant.fidelity["thresholds"]["max_logits_relative_error"] == 1e-2
-        assert variant.fidelity["thresholds"]["min_confident_pixel_iou"] == 0.99
-        within = worst["logits_relative_error"] <= 1e-2 and worst["confident_pixel_iou"] >= 0.99
+        worst, thresholds = variant.fidelity.worst, variant.fidelity.thresholds
+        assert worst is not None and thresholds is not None
+        assert thresholds.max_logits_relative_error == 1e-2
+        assert thresholds.min_confident_pixel_iou == 0.99
+        within = worst.logits_relative_error <= 1e-2 and worst.confident_pixel_iou >= 0.99
         assert variant.passed is within, (name, worst)
-        assert variant.fidelity["measured_on"].startswith("OpenVINO-CPU-bf16")
-        assert bool(variant.fidelity.get("problems")) is not variant.passed
+        assert variant.fidelity.measured_on.startswith("OpenVINO-CPU-bf16")
+        assert bool(variant.fidelity.problems) is not variant.passed
         assert variant.golden_tolerance["logits_relative_error"] > 0
 
 

@@ -19,9 +19,10 @@ from vreyesam.export.fidelity import iou
 from vreyesam.export.meta_reference import ReferenceResult, run_reference
 from vreyesam.export.model import build_random
 from vreyesam.export.reference import TorchReference
-from vreyesam.runtime import preprocess, procedure, synth
-from vreyesam.runtime.decode import decode_image
-from vreyesam.runtime.segmenter import Prediction
+from vreyesam.runtime.media.decode import decode_image
+from vreyesam.runtime.model import preprocess, procedure
+from vreyesam.runtime.model.segmenter import Prediction
+from vreyesam.runtime.tools import synth
 
 # name -> (width, height, channels written to the PNG file)
 CASES = {

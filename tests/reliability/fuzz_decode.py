@@ -1,4 +1,4 @@
-"""Fuzz `vreyesam.runtime.decode.decode_image`: untrusted bytes -> an RGB array or ImageInputError, nothing else.
+"""Fuzz `vreyesam.runtime.media.decode.decode_image`: untrusted bytes -> an RGB array or ImageInputError, nothing else.
 
 The property, for any input: `decode_image(data, limits)` either returns a C-contiguous HxWx3 uint8 array
 within those (small) limits, or raises `ImageInputError` (unsupported format, too large, undecodable).
@@ -47,7 +47,7 @@ def check_one(data: bytes) -> None:
     """Run the property on one input; raise Finding (or let an unexpected exception through) on a violation."""
     import numpy as np
 
-    from vreyesam.runtime.decode import DecodeLimits, ImageInputError, decode_image
+    from vreyesam.runtime.media.decode import DecodeLimits, ImageInputError, decode_image
 
     try:
         # As in the server, where a library warning (Pillow's "Corrupt EXIF data", ...) is printed, not
@@ -155,7 +155,7 @@ def _atheris_main(argv: list[str]) -> None:
         import PIL.TiffImagePlugin
         import PIL.WebPImagePlugin  # noqa: F401
 
-        import vreyesam.runtime.decode  # noqa: F401
+        import vreyesam.runtime.media.decode  # noqa: F401
 
     _configure_opencv()
     corpus_dirs = [arg for arg in argv[1:] if not arg.startswith("-") and Path(arg).is_dir()]
@@ -176,7 +176,7 @@ def _atheris_main(argv: list[str]) -> None:
 
 
 def _configure_opencv() -> None:
-    from vreyesam.runtime.decode import DecodeLimits, configure_opencv_limits
+    from vreyesam.runtime.media.decode import DecodeLimits, configure_opencv_limits
 
     configure_opencv_limits(DecodeLimits(MAX_WIDTH, MAX_HEIGHT, MAX_PIXELS))  # before cv2 is imported
 

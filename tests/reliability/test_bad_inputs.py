@@ -14,7 +14,6 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import cv2
@@ -24,27 +23,16 @@ import pytest
 
 from tests.reliability import corpus
 from tests.reliability.http_checks import assert_clean_error, raw_exchange, read_response
-from tests.runtime.server_process import ServerProcess, start_server
+from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess
 
-MAX_BODY = 2_000_000
-LIMITS_ENV = {
-    "VREYESAM_MAX_BODY_BYTES": str(MAX_BODY),
-    "VREYESAM_MAX_WIDTH": "4096",
-    "VREYESAM_MAX_HEIGHT": "4096",
-    "VREYESAM_MAX_PIXELS": "4000000",
-}
+MAX_BODY = int(SHARED_SERVER_LIMITS["VREYESAM_MAX_BODY_BYTES"])
 PARAMS = {"points": 1, "seed": 1}
 
 
 @pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    log_path = tmp_path_factory.mktemp("bad-inputs") / "server.log"
-    proc = start_server(model_dir, log_path, "--allow-random-weights", env=LIMITS_ENV)
-    try:
-        proc.wait_until("/readyz", 200, timeout_s=180)
-        yield proc
-    finally:
-        assert proc.stop() == 0, proc.log()[-2000:]
+def server(served: ServerProcess) -> ServerProcess:
+    """The session's shared server, whose limits (SHARED_SERVER_LIMITS) this corpus crosses."""
+    return served
 
 
 def _address(server: ServerProcess) -> tuple[str, int]:
@@ -307,7 +295,23 @@ def test_client_disconnect_mid_upload_is_not_a_server_error(server: ServerProces
     assert not [line for line in new_lines if "unhandled error" in line or "Exception in ASGI" in line], new_lines
 
 
-def test_still_healthy_and_predicting_after_the_corpus(server: ServerProcess) -> None:
+# The cases that make the decoders complain (OpenCV's native error log on a truncated BMP, Pillow's
+# UserWarning on the broken EXIF) and a few more refused ones: sent again by the tests below, so that each
+# proves its point on its own, whatever ran before it.
+COMPLAINERS = ("bmp-truncated-pixels", "jpeg-broken-exif-truncated", "truncated-png", "png-50000x50000-header", "gif")
+
+
+def _send_complainers(server: ServerProcess) -> None:
+    for name, build, content_type, status, code in RAW_CASES:
+        if name in COMPLAINERS:
+            response = httpx.post(
+                server.base_url + "/predict", params=PARAMS, content=build(), headers={"content-type": content_type}
+            )
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+
+
+def test_still_healthy_and_predicting_after_hostile_inputs(server: ServerProcess) -> None:
+    _send_complainers(server)
     assert server.process.poll() is None
     health = httpx.get(server.base_url + "/healthz", timeout=10)
     assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -326,14 +330,17 @@ def test_still_healthy_and_predicting_after_the_corpus(server: ServerProcess) ->
 
 
 def test_server_log_is_json_lines(server: ServerProcess) -> None:
-    """runtime/logs.py: one JSON object per line, never a file path, on stderr, whatever the input was.
+    """runtime/http/logs.py: one JSON object per line, never a file path, on stderr, whatever the input was.
 
-    Runs last: the corpus above made the decoders complain (OpenCV's own error log on a truncated BMP,
-    Pillow's UserWarning on the broken EXIF). Those complaints must not reach stderr as raw text, which
-    breaks a JSON log pipeline and carries library versions and source paths.
+    The decoders' complaints about the inputs sent first must not reach stderr as raw text, which breaks
+    a JSON log pipeline and carries library versions and source paths.
     """
+    offset = len(server.log())
+    _send_complainers(server)
+    time.sleep(0.5)  # the last access line is written after its answer
+    assert len(server.log()) > offset
     not_json = []
-    for line in server.log().splitlines():
+    for line in server.log().splitlines():  # every line so far, including this test's own
         try:
             entry = json.loads(line)
         except ValueError:

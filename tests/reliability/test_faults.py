@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,18 +24,15 @@ import numpy as np
 import pytest
 
 from tests.reliability import corpus
-from tests.runtime.server_process import free_port, start_server
+from tests.server_harness import free_port, serve_to_exit, start_server
 
 QUICK_EXIT_S = 60  # verification hashes ~155 MB: a few seconds, more on a busy machine
 PATH_LIKE = re.compile(r"(?:/[\w.-]+){2,}|/tmp\b|/work\b|site-packages|\.py\b")
 
 
 def _serve(model_dir: Path, *args: str, env: dict[str, str] | None = None, timeout_s: float = QUICK_EXIT_S):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VREYESAM_")}
-    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
-    command = [sys.executable, "-m", "vreyesam", "serve", "--model", str(model_dir), "--port", str(free_port()), *args]
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout_s, check=False)
+    result = serve_to_exit(model_dir, *args, env=env, port=free_port(), timeout_s=timeout_s)
     return result, time.monotonic() - started
 
 

@@ -28,7 +28,7 @@ def test_seed_images_decode() -> None:
     for name, data in fuzz_decode.seed_inputs().items():
         fuzz_decode.check_one(data)
         if not name.startswith(("huge", "polyglot")):
-            from vreyesam.runtime.decode import decode_image
+            from vreyesam.runtime.media.decode import decode_image
 
             assert decode_image(data).shape == (24, 32, 3), name
 

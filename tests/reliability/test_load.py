@@ -1,7 +1,7 @@
-"""A short run of benchmarks/load_test.py against a real server process: overload is refused, never a failure.
+"""A short run of benchmarks.load_test against a real server process: overload is refused, never a failure.
 
 200 requests at a fixed 5 requests/s (on this 2-core CPU a prediction takes seconds, so that is well over
-twice capacity; the full benchmark, `python benchmarks/load_test.py --model DIR`, drives 1,000 requests at
+twice capacity; the full benchmark, `python -m benchmarks.load_test --model DIR`, drives 1,000 requests at
 2x the measured capacity and takes about half an hour here). The server runs with one prediction at a
 time, two waiting, a 2 s queue timeout: most requests are answered 503 at once.
 """
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "load_test.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
 RSS_GROWTH_LIMIT_MB = 150
 
 
@@ -22,7 +22,8 @@ def test_short_load_run(model_dir: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
-            str(SCRIPT),
+            "-m",
+            "benchmarks.load_test",
             "--model",
             str(model_dir),
             "--requests",
@@ -38,6 +39,7 @@ def test_short_load_run(model_dir: Path, tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
+        cwd=REPOSITORY,
         timeout=120,  # the run takes ~70 s here (server start ~15 s, 2 predictions, 40 s of load)
         check=False,
     )

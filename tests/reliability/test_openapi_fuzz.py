@@ -45,9 +45,9 @@ from schemathesis.generation.modes import GenerationMode  # noqa: E402
 from schemathesis.python import asgi  # noqa: E402
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance  # noqa: E402
 
-from vreyesam.runtime.api import create_app  # noqa: E402
-from vreyesam.runtime.loader import LoadOptions, load_segmenter  # noqa: E402
-from vreyesam.runtime.segmenter import Segmenter  # noqa: E402
+from vreyesam.runtime.http.app import create_app  # noqa: E402
+from vreyesam.runtime.model.loader import LoadOptions, load_segmenter  # noqa: E402
+from vreyesam.runtime.model.segmenter import Segmenter  # noqa: E402
 from vreyesam.runtime.settings import Settings  # noqa: E402
 
 MAX_EXAMPLES = 30
@@ -84,14 +84,14 @@ def api_schema(model_dir: Path) -> Iterator[schemathesis.schemas.BaseSchema]:
     with asgi.get_client(app) as client:
         deadline = time.monotonic() + 180
         while client.get("/readyz").status_code != 200:
-            assert not app.state.model.failed, "the model failed to load"
+            assert not app.state.edge.model.failed, "the model failed to load"
             assert time.monotonic() < deadline, "the model never became ready"
             time.sleep(0.25)
     yield schema
     asgi.shutdown_lifespans()
     # Free the onnxruntime sessions now, on this thread, not during interpreter shutdown (where their
     # thread pools abort the process: "terminate called without an active exception", exit 134).
-    app.state.model.segmenter = None
+    app.state.edge.model.segmenter = None
     loaded.clear()
     gc.collect()
 

@@ -1,0 +1,6 @@
+"""HTTP: the predict-only API (FastAPI on uvicorn) over a loaded model.
+
+`app` builds the ASGI app, `routes` holds the three routes, `errors` maps every exception to one answer,
+`body_limit`, `logs`, `auth` and `admission` guard the edge, `server` wires uvicorn and the process
+lifecycle. Depends on the model and media rooms; nothing below it imports it.
+"""

@@ -1,0 +1,102 @@
+"""Every error the API can answer, mapped once: exception -> (status, code, message, headers).
+
+The handlers and the raw ASGI middleware both answer through `error_answer` and `json_error_body`, so a
+status, a code and the JSON shape `{"error": {"code", "message"}}` are defined here and nowhere else.
+Messages are short and fixed or come from our own domain errors (which never hold paths or input bytes);
+anything unexpected is a bare 500, logged by type only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from vreyesam.runtime.http.admission import Overloaded
+from vreyesam.runtime.media.decode import ImageInputError, ImageTooLarge, UnsupportedFormat
+from vreyesam.runtime.model.segmenter import PromptOutsideImage
+
+log = logging.getLogger("vreyesam.server")
+
+CLIENT_CLOSED_REQUEST = 499  # the common log convention for "client closed request"
+# Statuses Starlette raises itself (routing, methods) -> our codes.
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    status: int
+    code: str
+    message: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    """Raised by the HTTP edge itself (parameters, content type, auth, readiness)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.answer = ErrorAnswer(status, code, message, dict(headers or {}))
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the cap; raised while it streams in (see body_limit)."""
+
+
+def body_too_large(max_body_bytes: int) -> ErrorAnswer:
+    return ErrorAnswer(413, "body_too_large", f"request body is larger than {max_body_bytes} bytes")
+
+
+def _image_status(exc: ImageInputError) -> int:
+    if isinstance(exc, UnsupportedFormat):
+        return 415
+    if isinstance(exc, ImageTooLarge):
+        return 413
+    return 422
+
+
+def _validation(exc: RequestValidationError) -> ErrorAnswer:
+    errors = exc.errors()
+    location = errors[0].get("loc", ()) if errors else ()
+    name = str(location[-1]) if location else "request"
+    return ErrorAnswer(422, "invalid_parameter", f"invalid value for parameter '{name}'")
+
+
+def error_answer(exc: BaseException) -> ErrorAnswer:
+    """The answer for any exception raised while handling a request."""
+    if isinstance(exc, ApiError):
+        return exc.answer
+    if isinstance(exc, ImageInputError):
+        return ErrorAnswer(_image_status(exc), exc.code, exc.message)
+    if isinstance(exc, PromptOutsideImage):
+        return ErrorAnswer(422, "invalid_parameter", str(exc))
+    if isinstance(exc, Overloaded):
+        log.info("request turned away", extra={"fields": {"reason": exc.reason}})
+        return ErrorAnswer(503, "overloaded", "server is busy, retry later", {"Retry-After": "1"})
+    if isinstance(exc, RequestValidationError):
+        return _validation(exc)
+    if isinstance(exc, HTTPException):
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return ErrorAnswer(exc.status_code, code, code.replace("_", " "), dict(exc.headers or {}))
+    if isinstance(exc, ClientDisconnect):
+        # The caller hung up mid-upload: nobody reads this answer, and it is not a server error.
+        return ErrorAnswer(CLIENT_CLOSED_REQUEST, "client_closed_request", "client closed the request")
+    log.error("unhandled error: %s", type(exc).__name__)
+    return ErrorAnswer(500, "internal_error", "internal server error")
+
+
+def json_error_body(answer: ErrorAnswer) -> bytes:
+    return json.dumps({"error": {"code": answer.code, "message": answer.message}}, separators=(",", ":")).encode()

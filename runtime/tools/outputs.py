@@ -1,0 +1,62 @@
+"""One image's results as `vreyesam predict` writes them: OUT/<folder>/<stem>.png for each output kind.
+
+The PNG bytes are the HTTP API's (`media.render`); every file is written atomically. cv2-importing modules
+are imported inside the functions, after the command has set OpenCV's limits (see tools/predict.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vreyesam.runtime.media.decode import DEFAULT_LIMITS, read_image_file
+from vreyesam.runtime.settings import DecodeLimits
+from vreyesam.runtime.vocabulary import OutputKind, output_folder
+
+if TYPE_CHECKING:
+    from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter
+
+# What every run writes per image, and the overlay written with --overlay.
+KINDS: tuple[OutputKind, ...] = ("mask", "probability", "uncertainty")
+OVERLAY: OutputKind = "overlay"
+
+
+def predict_file(
+    segmenter: Segmenter, path: Path, options: PredictOptions, limits: DecodeLimits = DEFAULT_LIMITS
+) -> tuple[np.ndarray, Prediction]:
+    """Decode an image file (judged by its bytes, within `limits`) and segment it: (HxWx3 RGB, Prediction).
+
+    Raises ImageInputError when the file is not an acceptable image, OSError when it cannot be read.
+    """
+    image = read_image_file(path, limits)
+    return image, segmenter.predict(image, options)
+
+
+def output_pngs(prediction: Prediction, image: np.ndarray | None = None) -> dict[OutputKind, bytes]:
+    """PNG bytes per output kind (KINDS, plus OVERLAY when the RGB `image` is given)."""
+    from vreyesam.runtime.media import render  # imports cv2: see the module docstring
+
+    kinds = KINDS if image is None else (*KINDS, OVERLAY)
+    blank = np.zeros((1, 1, 3), np.uint8)
+    return {kind: render.output_png(kind, prediction, blank if image is None else image) for kind in kinds}
+
+
+def output_path(out_dir: Path, kind: OutputKind, stem: str) -> Path:
+    return out_dir / output_folder(kind) / f"{stem}.png"
+
+
+def write_outputs(
+    out_dir: Path, stem: str, prediction: Prediction, image: np.ndarray, overlay: bool = False
+) -> list[Path]:
+    """Write OUT/<kind>/<stem>.png for every output kind, each atomically; returns the paths written."""
+    from vreyesam.runtime.media.files import write_bytes_atomic
+
+    written = []
+    for kind, data in output_pngs(prediction, image if overlay else None).items():
+        path = output_path(out_dir, kind, stem)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+        written.append(path)
+    return written

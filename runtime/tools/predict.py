@@ -1,0 +1,275 @@
+"""`vreyesam predict`: segment image files and folders into PNG masks, with a summary CSV.
+
+For each input image OUT gets binary/<stem>.png (0/255), probability/<stem>.png (0-255 gray),
+uncertainty/<stem>.png (PLASMA colour map) and, with --overlay, overlay/<stem>.png; OUT/summary.csv has
+one row per input. Every file is written atomically (temporary file + os.replace), so an interrupted run
+leaves no half-written file and `--resume` can pick up where it stopped.
+
+Exit codes: 0 every input segmented (or skipped by --resume); 1 some input failed (each is named on
+stderr, the others are still segmented) or the model failed to load; 2 nothing was started: a usage
+error, a missing model directory or INPUT, no images found, an unusable OUT.
+
+OpenCV reads its own image-size limits from the environment once, when cv2 is first imported, so `run`
+sets them from the settings before anything imports cv2: the modules that do (render, synth, loader,
+segmenter) are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from vreyesam.runtime.media.decode import ImageInputError, configure_opencv_limits
+from vreyesam.runtime.settings import DecodeLimits, Settings, SettingsError, load_settings
+from vreyesam.runtime.tools.inputs import InputFile, UsageError, find_inputs
+from vreyesam.runtime.tools.outputs import KINDS, OVERLAY, output_path, predict_file, write_outputs
+from vreyesam.runtime.tools.summary import (
+    COLUMNS,
+    FAILED,
+    OK,
+    SKIPPED,
+    SUMMARY_NAME,
+    Row,
+    merge_rows,
+    read_summary,
+    summary_csv,
+    summary_row,
+)
+from vreyesam.runtime.vocabulary import DEVICES, IMAGE_SUFFIXES, PRECISION_REQUESTS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
+
+PROG = "vreyesam predict"
+# summary.csv is rewritten at the end of a run and at most this often during it, so that even a killed
+# run keeps most of its rows for --resume without rewriting a long CSV after every image.
+_SAVE_INTERVAL_S = 10.0
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Batch:
+    """One run over the inputs: segments, writes, and collects the summary rows."""
+
+    segmenter: Segmenter
+    options: PredictOptions
+    limits: DecodeLimits
+    out_dir: Path
+    overlay: bool = False
+    resume: bool = False
+    earlier: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # wall time of each image segmented
+    _claimed: set[str] = field(default_factory=set, init=False)  # casefolded stems given an output name
+
+    def process(self, item: InputFile) -> Row:
+        """Segment one input (or skip or fail it) and record its row."""
+        # casefold: on a case-insensitive file system A.png and a.png would overwrite each other's outputs.
+        key = item.stem.casefold()
+        if key in self._claimed:
+            row = summary_row(item, FAILED, "duplicate output name: an earlier input has the same file stem")
+        elif self.resume and self._outputs_exist(item.stem):
+            row = self._skipped(item)
+        else:
+            row = self._segment(item)
+        self._claimed.add(key)
+        self.rows.append(row)
+        return row
+
+    def _outputs_exist(self, stem: str) -> bool:
+        kinds = (*KINDS, OVERLAY) if self.overlay else KINDS
+        return all(output_path(self.out_dir, kind, stem).is_file() for kind in kinds)
+
+    def _skipped(self, item: InputFile) -> Row:
+        """A skipped input keeps the statistics of its earlier row, if there is one."""
+        row = summary_row(item, SKIPPED)
+        earlier = next((r for r in self.earlier if r["stem"] == item.stem and r["status"] != FAILED), None)
+        if earlier is not None:
+            row.update({column: earlier[column] for column in COLUMNS if column not in {"input", "status"}})
+        return row
+
+    def _segment(self, item: InputFile) -> Row:
+        start = time.perf_counter()
+        try:
+            image, prediction = predict_file(self.segmenter, item.path, self.options, self.limits)
+        except ImageInputError as exc:
+            return summary_row(item, FAILED, exc.message)
+        except OSError as exc:
+            return summary_row(item, FAILED, f"cannot read the file ({exc.strerror or exc})")
+        try:
+            write_outputs(self.out_dir, item.stem, prediction, image, self.overlay)
+        except OSError as exc:
+            return summary_row(item, FAILED, f"cannot write its outputs ({exc.strerror or exc})")
+        self.seconds.append(time.perf_counter() - start)
+        return summary_row(item, OK, prediction=prediction)
+
+    def save_summary(self) -> None:
+        from vreyesam.runtime.media.files import write_bytes_atomic
+
+        rows = merge_rows(self.earlier, self.rows) if self.resume else self.rows
+        write_bytes_atomic(self.out_dir / SUMMARY_NAME, summary_csv(rows).encode("utf-8"))
+
+    def summary_line(self) -> str:
+        counts = {status: sum(row["status"] == status for row in self.rows) for status in (OK, SKIPPED, FAILED)}
+        noun = "image" if len(self.rows) == 1 else "images"
+        line = f"{len(self.rows)} {noun}: " + ", ".join(f"{count} {status}" for status, count in counts.items())
+        if self.seconds:
+            line += f"; mean {sum(self.seconds) / len(self.seconds):.2f} s per image"
+        return line
+
+    @property
+    def failed(self) -> bool:
+        return any(row["status"] == FAILED for row in self.rows)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment with the command line's flags over them; the model directory must exist."""
+    settings = load_settings().with_overrides(
+        model_dir=args.model,
+        device=args.device,
+        precision=args.precision,
+        allow_random_weights=args.allow_random_weights,
+    )
+    if settings.model_dir is None:
+        raise UsageError("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
+    if not settings.model_dir.is_dir():
+        raise UsageError(f"model directory {settings.model_dir} does not exist")
+    return settings
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool) -> list[Row]:
+    """Create OUT; with --resume, the rows of its earlier summary.csv."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {out_dir} ({exc.strerror or exc})") from None
+    return read_summary(out_dir / SUMMARY_NAME) if resume else []
+
+
+def _load(settings: Settings) -> Segmenter | None:
+    """The loaded model, or None after printing why it cannot be loaded."""
+    configure_opencv_limits(settings.decode_limits)  # before the first import of cv2 (below)
+    from vreyesam.runtime.model.artifacts import ModelLoadError
+    from vreyesam.runtime.model.loader import load_options, load_segmenter
+
+    assert settings.model_dir is not None  # checked by _settings
+    try:
+        return load_segmenter(settings.model_dir, load_options(settings))
+    except ModelLoadError as exc:
+        _error(str(exc))
+        return None
+
+
+def _run_batch(batch: Batch, inputs: list[InputFile]) -> None:
+    """Process every input with a progress bar, saving the summary now and then and at the end."""
+    last_save = time.monotonic()
+    progress = tqdm(inputs, desc="predict", unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
+    try:
+        for item in progress:
+            row = batch.process(item)
+            if row["status"] == FAILED:
+                # tqdm.write keeps the message from tearing the progress bar.
+                tqdm.write(f"{PROG}: {item.path}: {row['error']}", file=sys.stderr)
+            if time.monotonic() - last_save > _SAVE_INTERVAL_S:
+                batch.save_summary()
+                last_save = time.monotonic()
+    finally:
+        progress.close()
+        batch.save_summary()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+        inputs = find_inputs(args.inputs, args.recursive, exclude=args.out)
+        if not inputs:
+            raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        earlier = _prepare_out_dir(args.out, args.resume)
+    except (SettingsError, UsageError) as exc:
+        _error(str(exc))
+        return 2
+    segmenter = _load(settings)
+    if segmenter is None:
+        return 1
+    from vreyesam.runtime.model.segmenter import PredictOptions
+
+    options = PredictOptions(points=args.points, threshold=args.threshold, seed=args.seed)
+    batch = Batch(
+        segmenter=segmenter,
+        options=options,
+        limits=settings.decode_limits,
+        out_dir=args.out,
+        overlay=args.overlay,
+        resume=args.resume,
+        earlier=earlier,
+    )
+    try:
+        _run_batch(batch, inputs)
+    except OSError as exc:  # summary.csv could not be written
+        _error(f"cannot write {args.out / SUMMARY_NAME} ({exc.strerror or exc})")
+        return 1
+    except KeyboardInterrupt:
+        _error(f"interrupted after {len(batch.rows)} of {len(inputs)} images; run again with --resume")
+        return 130
+    print(batch.summary_line())
+    return 1 if batch.failed else 0
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer of at least {minimum}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files and folders of images")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--model", type=Path, help="model directory (default: $VREYESAM_MODEL_DIR)")
+    parser.add_argument("--recursive", action="store_true", help="also take images in subfolders of a folder")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip inputs whose outputs exist and keep the summary's earlier rows"
+    )
+    parser.add_argument("--overlay", action="store_true", help="also write the mask over the image")
+    parser.add_argument("--points", type=_at_least(1), help="prompt points per image (default: the model's)")
+    parser.add_argument("--threshold", type=_fraction, help="probability threshold (default: the model's)")
+    parser.add_argument("--seed", type=_at_least(0), help="seed of the prompt points (default: the model's)")
+    parser.add_argument("--device", choices=DEVICES, help="execution device (default: $VREYESAM_DEVICE or auto)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_REQUESTS,
+        help="fp32 or a reduced variant the export passed (env VREYESAM_PRECISION, default auto)",
+    )
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        default=None,  # None = not given: VREYESAM_ALLOW_RANDOM_WEIGHTS decides
+        help="accept a random-weights demo model",
+    )

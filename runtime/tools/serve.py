@@ -1,0 +1,76 @@
+"""`vreyesam serve`: the HTTP server (uvicorn) over a model directory.
+
+Start-up order matters: settings are read and OpenCV's own image limits set before anything imports cv2;
+the model directory is verified (sha256 of every artifact, random-weights policy, execution provider)
+before the port opens, so a tampered or wrong model never starts; the sessions and the golden self-test
+then run in the background while /healthz already answers and /readyz says "loading".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vreyesam.runtime.http.logs import configure_logging
+from vreyesam.runtime.media.decode import configure_opencv_limits
+from vreyesam.runtime.settings import Settings, SettingsError, load_settings
+from vreyesam.runtime.vocabulary import DEVICES, PRECISION_REQUESTS
+
+log = logging.getLogger("vreyesam.server")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="model directory (env VREYESAM_MODEL_DIR)")
+    parser.add_argument("--host", help="bind address (env VREYESAM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (env VREYESAM_PORT or PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="server processes (env VREYESAM_WORKERS, default 1)")
+    parser.add_argument("--device", choices=DEVICES, help="execution provider (env VREYESAM_DEVICE, default auto)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_REQUESTS,
+        help="fp32 or a reduced variant the export passed (env VREYESAM_PRECISION, default auto)",
+    )
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_const",
+        const=True,
+        help="serve a model exported with random weights (env VREYESAM_ALLOW_RANDOM_WEIGHTS)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings().with_overrides(
+        model_dir=args.model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        device=args.device,
+        precision=args.precision,
+        allow_random_weights=args.allow_random_weights,
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"vreyesam serve: error: {message}", file=sys.stderr)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        return _fail(str(exc))
+    if settings.model_dir is None:
+        return _fail("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
+    configure_opencv_limits(settings.decode_limits)
+    configure_logging(settings.log_level)
+
+    from vreyesam.runtime.http import server  # imports cv2: after the limits above
+
+    try:
+        files = server.preflight(settings)
+    except server.StartupError as exc:
+        return _fail(str(exc))
+    return server.run_server(settings, files)

@@ -1,0 +1,35 @@
+"""The runtime's words, defined once: devices, precisions, output kinds, image file suffixes.
+
+Every room (and the exporter, through the manifest contract) takes these names from here, so a new output
+or precision is added in one place and a typo is a type error, not a silent mismatch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# Where the graphs run: `auto` takes CUDA when onnxruntime-gpu and a GPU are there, else the CPU.
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[Device, ...] = get_args(Device)
+
+# The precision of one graph.
+GraphPrecision = Literal["fp32", "bf16"]
+# A served model: the fp32 graphs, or a reduced-precision variant the export gated.
+Precision = Literal["fp32", "bf16", "bf16-encoder"]
+PRECISION_NAMES: tuple[Precision, ...] = get_args(Precision)
+REDUCED_PRECISIONS: tuple[Precision, ...] = ("bf16", "bf16-encoder")  # the variants, fastest first
+# What a caller may ask for: a precision, or `auto` (the fastest variant the export passed that runs here).
+PrecisionRequest = Literal["auto", "fp32", "bf16", "bf16-encoder"]
+PRECISION_REQUESTS: tuple[PrecisionRequest, ...] = get_args(PrecisionRequest)
+
+# The results a prediction can be rendered as. `mask` is the binary mask (0/255 PNG, plus COCO RLE over HTTP).
+OutputKind = Literal["mask", "probability", "uncertainty", "overlay"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
+
+# Image files the tools pick from a folder (the bytes decide the format, never the suffix).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def output_folder(kind: OutputKind) -> str:
+    """The folder `vreyesam predict` writes a kind to: the binary mask goes to `binary/`, as the reference's."""
+    return "binary" if kind == "mask" else kind

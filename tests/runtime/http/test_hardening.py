@@ -1,0 +1,131 @@
+"""API keys, structured logs and encrypted models, through a real server process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server_harness import ServerProcess, serve_to_exit, start_server
+from vreyesam.runtime.manifest import MANIFEST_NAME, sha256_hex
+from vreyesam.runtime.model import crypto
+
+API_KEY = "k-0123456789abcdef-test"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    directory = tmp_path_factory.mktemp("keyed")
+    keys = directory / "api_keys"
+    keys.write_text(f"# one key per line\n{API_KEY}\nanother-key-0123456789\n")
+    proc = start_server(
+        model_dir,
+        directory / "server.log",
+        env={"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_API_KEYS_FILE": str(keys)},
+    )
+    try:
+        proc.wait_until("/readyz", 200)
+        yield proc
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"authorization": "Bearer wrong-key-0123456789"}, {"x-api-key": API_KEY[:-1]}, {"authorization": API_KEY}],
+)
+def test_predict_needs_a_valid_key(keyed_server: ServerProcess, headers: dict[str, str]) -> None:
+    response = httpx.post(
+        keyed_server.base_url + "/predict", content=b"x", headers={"content-type": "image/png", **headers}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"error": {"code": "unauthorized", "message": "unauthorized"}}
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("headers", [{"authorization": f"Bearer {API_KEY}"}, {"x-api-key": API_KEY}])
+def test_valid_key_passes(keyed_server: ServerProcess, headers: dict[str, str]) -> None:
+    # Not an image: the answer (415) shows the request got past authentication without running the model.
+    response = httpx.post(
+        keyed_server.base_url + "/predict", content=b"x", headers={"content-type": "image/png", **headers}
+    )
+    assert response.status_code == 415
+
+
+def test_health_routes_are_open(keyed_server: ServerProcess) -> None:
+    assert httpx.get(keyed_server.base_url + "/healthz").status_code == 200
+    assert httpx.get(keyed_server.base_url + "/readyz").status_code == 200
+
+
+def test_logs_are_json_with_request_ids_and_no_paths(keyed_server: ServerProcess, model_dir: Path) -> None:
+    response = httpx.get(keyed_server.base_url + "/healthz", headers={"x-request-id": "trace-42"})
+    assert response.headers["x-request-id"] == "trace-42"
+    generated = httpx.get(keyed_server.base_url + "/healthz", headers={"x-request-id": "bad id\twith tab"})
+    assert generated.headers["x-request-id"] != "bad id\twith tab" and len(generated.headers["x-request-id"]) == 32
+    # A path trying to forge a log line of its own: a newline, then an error record without ts or logger.
+    httpx.get(keyed_server.base_url + "/%0a%7B%22level%22%3A%22error%22%2C%22message%22%3A%22forged%22%7D")
+    httpx.post(keyed_server.base_url + "/predict", content=b"x", headers={"x-api-key": API_KEY * 3})
+    lines = [line for line in keyed_server.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all({"ts", "level", "logger", "message"} <= set(record) for record in records), records
+    assert not any(record["message"] == "forged" for record in records)
+    requests = [r for r in records if r["message"] == "request"]
+    traced = [r for r in requests if r["request_id"] == "trace-42"]
+    assert traced and traced[0]["route"] == "/healthz" and traced[0]["status"] == 200
+    assert {"method", "route", "status", "duration_ms", "bytes_in"} <= set(traced[0])
+    assert any(r["route"] == "unmatched" and r["status"] == 404 for r in requests)
+    text = keyed_server.log()
+    assert str(model_dir) not in text and API_KEY not in text and "Traceback" not in text
+
+
+@pytest.fixture(scope="module")
+def encrypted_model(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A copy of the model with AES-GCM graphs, laid out as `vreyesam export --encrypt` writes it."""
+    target = tmp_path_factory.mktemp("sealed") / "model"
+    shutil.copytree(model_dir, target)
+    key_text = crypto.new_key_text()
+    raw = json.loads((target / MANIFEST_NAME).read_text())
+    for role in ("encoder", "decoder"):
+        plain = target / raw["artifacts"][role]["file"]
+        sealed = plain.with_name(plain.name + ".enc")
+        sealed.write_bytes(crypto.encrypt(plain.read_bytes(), crypto.parse_key(key_text), role))
+        plain.unlink()
+        raw["artifacts"][role].update(file=sealed.name, sha256=sha256_hex(sealed), bytes=sealed.stat().st_size)
+    raw["encrypted"] = True
+    (target / MANIFEST_NAME).write_text(json.dumps(raw))
+    return target, key_text
+
+
+def test_encrypted_model_refuses_missing_or_wrong_key(encrypted_model: tuple[Path, str], tmp_path: Path) -> None:
+    model, _ = encrypted_model
+    missing = serve_to_exit(model, "--allow-random-weights")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        "vreyesam serve: error: the model is encrypted: set VREYESAM_MODEL_KEY_FILE (or VREYESAM_MODEL_KEY)"
+    )
+    wrong_key = tmp_path / "wrong.key"
+    wrong_key.write_text(crypto.new_key_text())
+    wrong = serve_to_exit(model, "--allow-random-weights", env={"VREYESAM_MODEL_KEY_FILE": str(wrong_key)})
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == "vreyesam serve: error: the model key does not decrypt the model"
+
+
+def test_encrypted_model_serves_with_its_key(encrypted_model: tuple[Path, str], tmp_path: Path) -> None:
+    model, key_text = encrypted_model
+    key_file = tmp_path / "model.key"
+    key_file.write_text(key_text)
+    proc = start_server(
+        model,
+        tmp_path / "server.log",
+        env={"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_MODEL_KEY_FILE": str(key_file)},
+    )
+    try:
+        proc.wait_until("/readyz", 200)
+        assert httpx.get(proc.base_url + "/readyz").json()["status"] == "ready"
+    finally:
+        assert proc.stop() == 0
+    assert key_text not in proc.log()
