@@ -59,7 +59,7 @@ test-builder: $(TEST_MODEL)/manifest.json
 	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 $(BUILD_PY) -m pytest tests/export
 
 test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
-	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(SERVE_PY) -m pytest tests/runtime $(wildcard tests/reliability)
+	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(SERVE_PY) -m pytest tests --ignore=tests/export
 
 test: test-builder test-serving
 

@@ -40,27 +40,12 @@ SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-240}
 TIMINGS=()
 CONTAINERS=()
 TMP_DIRS=()
-SERVER_PID=
 
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# The server runs under `unshare --fork`, which ignores SIGTERM: stop the server process itself (its one
-# child, by id), then the unshare process; --kill-child takes the server along if it is still there.
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    local child t
-    child=$(cat "/proc/$SERVER_PID/task/$SERVER_PID/children" 2>/dev/null || true)
-    for t in $child; do kill -TERM "$t" 2>/dev/null || true; done
-    for t in $(seq 20); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
-
 cleanup() {
     local rc=$?
-    stop_server
     local c
     for c in "${CONTAINERS[@]}"; do
         B umount "$c" >/dev/null 2>&1 || true
@@ -301,27 +286,6 @@ do_model_from_dir() { # a model directory on disk -> a model image (FROM scratch
 # -------------------------------------------------------------------------------------- smoke tests
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# A 160x120 RGB PNG (a dark disc on a light background), written with the standard library only.
-write_png() {
-    python3 - "$1" <<'EOF'
-import struct, sys, zlib
-w, h = 160, 120
-rows = []
-for y in range(h):
-    row = bytearray([0])
-    for x in range(w):
-        d = ((x - 80) ** 2 + (y - 60) ** 2) ** 0.5
-        v = 40 if d < 25 else (110 if d < 45 else 220)
-        row += bytes((v, v, min(255, v + 10)))
-    rows.append(bytes(row))
-def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-png += chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
-open(sys.argv[1], "wb").write(png)
-EOF
-}
-
 # Image config -> NUL-separated "KEY=VALUE" env entries, then the command, for a faithful chroot run.
 image_config() { # image_config IMAGE FIELD(env|cmd|user|workdir)
     B inspect --type image "$1" | python3 -c '
@@ -377,10 +341,11 @@ check_canary() { # no layer, config or history of IMAGE contains the fake token
     log "$image: canary absent from $n blobs, config and history"
 }
 
-# Run the image's own command, as its USER, with a read-only root filesystem and a tmpfs on /tmp
-# (chroot into a read-only bind of the mounted image, in private mount and pid namespaces).
-start_server() { # start_server IMAGE MOUNTPOINT PORT LOGFILE
-    local image=$1 m=$2 port=$3 logf=$4 ro
+# The image's own command, as its USER, with a read-only root filesystem and a tmpfs on /tmp (chroot into a
+# read-only bind of the mounted image, in private mount and pid namespaces): sets the array SERVE_CMD.
+SERVE_CMD=()
+serve_command() { # serve_command IMAGE MOUNTPOINT PORT
+    local image=$1 m=$2 port=$3 ro
     new_tmpdir
     ro=$TMPD
     local -a envs cmd
@@ -390,7 +355,7 @@ start_server() { # start_server IMAGE MOUNTPOINT PORT LOGFILE
     user=$(image_config "$image" user)
     workdir=$(image_config "$image" workdir)
     # shellcheck disable=SC2016
-    unshare --mount --pid --fork --kill-child --propagation private bash -c '
+    SERVE_CMD=(unshare --mount --pid --fork --kill-child --propagation private bash -c '
         set -e
         m=$1 ro=$2 user=$3 workdir=$4; shift 4
         mount --bind "$m" "$ro"
@@ -402,61 +367,18 @@ start_server() { # start_server IMAGE MOUNTPOINT PORT LOGFILE
         mount -o remount,ro "$ro/dev"
         exec chroot --userspec="$user" "$ro" /usr/bin/env -i --chdir="$workdir" "$@"
     ' _ "$m" "$ro" "$user" "$workdir" "${envs[@]}" VREYESAM_HOST=127.0.0.1 "VREYESAM_PORT=$port" \
-        VREYESAM_ALLOW_RANDOM_WEIGHTS=1 "${cmd[@]}" >"$logf" 2>&1 &
-    SERVER_PID=$!
+        VREYESAM_ALLOW_RANDOM_WEIGHTS=1 "${cmd[@]}")
 }
 
-http() { # http METHOD URL [BODYFILE] -> prints "STATUS BODY"
-    python3 - "$@" <<'EOF'
-import sys, urllib.error, urllib.request
-method, url = sys.argv[1], sys.argv[2]
-data = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 else None
-req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "image/png"} if data else {})
-try:
-    with urllib.request.urlopen(req, timeout=120) as r:
-        print(r.status, r.read().decode("utf-8", "replace"))
-except urllib.error.HTTPError as e:
-    print(e.code, e.read().decode("utf-8", "replace"))
-except Exception as e:
-    print(0, repr(e))
-EOF
-}
-
-smoke_run() { # serve IMAGE's model over HTTP and segment a PNG
+smoke_run() { # serve IMAGE's model over HTTP and segment a PNG, with the test suite's server harness
     local image=$1 m=$2 port d
     port=$(free_port)
     new_tmpdir
     d=$TMPD
-    start_server "$image" "$m" "$port" "$d/server.log"
-    local base=http://127.0.0.1:$port t0=$SECONDS out
-    until [[ $(http GET "$base/healthz") == "200 "* ]]; do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null || ((SECONDS - t0 > SMOKE_TIMEOUT)); then
-            cat "$d/server.log" >&2
-            die "$image: /healthz never answered 200"
-        fi
-        sleep 1
-    done
-    log "$image: /healthz 200 after $((SECONDS - t0)) s (read-only root, tmpfs /tmp, user $(image_config "$image" user))"
-    until [[ $(http GET "$base/readyz") == "200 "* ]]; do
-        ((SECONDS - t0 <= SMOKE_TIMEOUT)) || { cat "$d/server.log" >&2; die "$image: /readyz never 200"; }
-        sleep 1
-    done
-    write_png "$d/eye.png"
-    out=$(http POST "$base/predict" "$d/eye.png")
-    [[ $out == "200 "* ]] || { cat "$d/server.log" >&2; die "$image: /predict: ${out:0:500}"; }
-    python3 -c '
-import base64, json, struct, sys
-r = json.loads(sys.argv[1].split(" ", 1)[1])
-mask = r.get("mask") or (r.get("outputs") or {}).get("mask")
-assert mask, "no mask in the answer"
-if isinstance(mask, dict) and "png_base64" in mask:
-    png = base64.b64decode(mask["png_base64"])
-    assert png[:8] == b"\x89PNG\r\n\x1a\n", "mask is not a PNG"
-    size = struct.unpack(">II", png[16:24])
-    assert size == (160, 120), f"mask is {size}, the image 160x120"
-' "$out" || die "$image: /predict answered without a usable mask: ${out:0:300}"
-    log "$image: /predict 200 with a 160x120 mask (${#out} bytes of JSON)"
-    stop_server
+    serve_command "$image" "$m" "$port"
+    python3 tests/server_harness.py smoke --port "$port" --log "$d/server.log" --timeout "$SMOKE_TIMEOUT" \
+        -- "${SERVE_CMD[@]}" >&2 || die "$image: the server did not serve a mask (see above)"
+    log "$image: served /predict from a read-only root as user $(image_config "$image" user)"
     # The same image under buildah run (its USER, writable root): torch is not importable and the model
     # files cannot be changed by the service user.
     local c

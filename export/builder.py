@@ -189,7 +189,7 @@ def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_re
 
 
 def _gate_variant(
-    files: surface.ModelFiles,
+    staging: Path,
     name: Precision,
     outcomes: list[fidelity.ReferenceOutcome],
     sample: surface.GoldenSample,
@@ -198,6 +198,7 @@ def _gate_variant(
     choice = surface.Choice(name=name, encoder=encoder, decoder=decoder, golden_tolerance=VARIANT_GOLDEN_TOLERANCE)
     tolerance = dict(VARIANT_GOLDEN_TOLERANCE)
     try:
+        files = surface.read_model_files(staging, allow_random_weights=True)
         segmenter = surface.build_segmenter(files, [surface.CPU_PROVIDER], choice, surface.LoadOptions(device="cpu"))
     except surface.ModelLoadError as exc:
         report = FidelityReport(passed=False, problems=(f"{name} failed to load: {exc}",))
@@ -213,7 +214,7 @@ def _gate_variant(
 
 
 def _gate_variants(
-    files: surface.ModelFiles,
+    staging: Path,
     outcomes: list[fidelity.ReferenceOutcome],
     sample: surface.GoldenSample,
     progress: Callable[[str], None],
@@ -224,7 +225,7 @@ def _gate_variants(
         return {}
     gated = {}
     for name in REDUCED_PRECISIONS:
-        variant = gated[name] = _gate_variant(files, name, outcomes, sample)
+        variant = gated[name] = _gate_variant(staging, name, outcomes, sample)
         worst = variant.fidelity.worst
         figures = (
             f"logits relative error {worst.logits_relative_error:.2e}, "
@@ -295,8 +296,8 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         pending = _manifest(source, artifacts, FidelityReport(passed=False, problems=("not gated yet",)))
         (staging / MANIFEST_NAME).write_text(pending.to_json(), encoding="utf-8")
         try:
-            files = surface.read_model_files(staging, allow_random_weights=True)
-            segmenter = surface.segmenter_from_files(files, surface.LoadOptions(device="cpu", precision="fp32"))
+            options = surface.LoadOptions(device="cpu", precision="fp32", allow_random_weights=True)
+            segmenter = surface.load_segmenter(staging, options)
         except surface.ModelLoadError as exc:
             raise ExportError(f"exported model failed to load: {exc}") from None
         progress(f"fidelity gate on {len(images)} calibration images")
@@ -308,7 +309,7 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         if problems:
             raise ExportError("fidelity gate failed: " + "; ".join(problems))
         if request.reduced_variants:
-            manifest = replace(manifest, variants=_gate_variants(files, outcomes, sample, progress))
+            manifest = replace(manifest, variants=_gate_variants(staging, outcomes, sample, progress))
         if request.encryption_key is not None:
             progress("encrypting the ONNX graphs")
             manifest = _encrypt(staging, manifest, request.encryption_key)

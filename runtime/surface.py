@@ -12,10 +12,10 @@ from vreyesam.runtime.engines.devices import CPU_PROVIDER
 from vreyesam.runtime.engines.openvino_graph import bf16_supported
 from vreyesam.runtime.media.decode import ImageInputError, read_image_file
 from vreyesam.runtime.model.agreement import confident_pixel_iou, iou, relative_error
-from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError, read_model_files
+from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
 from vreyesam.runtime.model.crypto import ModelKeyError, encrypt, new_key_text, parse_key
 from vreyesam.runtime.model.golden import GoldenMismatch, GoldenSample, run_golden, save_golden
-from vreyesam.runtime.model.loader import LoadOptions, build_segmenter, load_segmenter, segmenter_from_files
+from vreyesam.runtime.model.loader import LoadOptions, build_segmenter, load_segmenter
 from vreyesam.runtime.model.preprocess import fit_image
 from vreyesam.runtime.model.procedure import resize_to, sample_points, to_model_frame, upscale_logits
 from vreyesam.runtime.model.segmenter import PredictOptions, PreparedImage, Segmenter
@@ -30,7 +30,6 @@ __all__ = [
     "GoldenSample",
     "ImageInputError",
     "LoadOptions",
-    "ModelFiles",
     "ModelKeyError",
     "ModelLoadError",
     "PredictOptions",
@@ -52,7 +51,6 @@ __all__ = [
     "run_golden",
     "sample_points",
     "save_golden",
-    "segmenter_from_files",
     "synthetic_eyes",
     "to_model_frame",
     "upscale_logits",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess, start_server
+from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess, ready_server
 
 MODEL_DIR_ENV = "VREYESAM_TEST_MODEL_DIR"
 RANDOM_SEED = 0
@@ -63,9 +63,5 @@ def segmenter(model_dir: Path):
 def served(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real `vreyesam serve` on the test model, shared by the tests that only send it requests."""
     log_path = tmp_path_factory.mktemp("served") / "server.log"
-    proc = start_server(model_dir, log_path, "--allow-random-weights", env=SHARED_SERVER_LIMITS)
-    try:
-        proc.wait_until("/readyz", 200, timeout_s=180)
+    with ready_server(model_dir, log_path, "--allow-random-weights", env=SHARED_SERVER_LIMITS) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log()[-2000:]

@@ -28,7 +28,8 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -171,6 +172,20 @@ def start_server(
     return ServerProcess.start(command, f"http://127.0.0.1:{port}", log_path, vreyesam_env(env))
 
 
+@contextmanager
+def ready_server(
+    model_dir: Path, log_path: Path, *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 180.0
+) -> Iterator[ServerProcess]:
+    """A started `vreyesam serve` once /readyz answers 200; on leaving, SIGTERM and a clean exit (code 0)."""
+    proc = start_server(model_dir, log_path, *args, env=env)
+    try:
+        proc.wait_until("/readyz", 200, timeout_s)
+        yield proc
+    finally:
+        code = proc.stop()
+    assert code == 0, f"server exited with {code}: {proc.log()[-2000:]}"
+
+
 def serve_to_exit(
     model_dir: Path, *args: str, env: Mapping[str, str] | None = None, port: int = 1, timeout_s: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
@@ -220,7 +235,7 @@ def check_predict(base_url: str, width: int = 160, height: int = 120) -> str:
     size = struct.unpack(">II", png[16:24])
     if size != (width, height):
         raise AssertionError(f"the mask is {size}, the image {width}x{height}")
-    return f"/predict 200 with a {width}x{height} mask PNG (precision {answer.get('model', {}).get('precision')})"
+    return f"/predict 200 with a {width}x{height} mask PNG from model {answer['model']['version']}"
 
 
 def _smoke(args: argparse.Namespace) -> int:

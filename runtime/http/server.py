@@ -18,7 +18,7 @@ from vreyesam.runtime.http.app import create_app
 from vreyesam.runtime.http.auth import ApiKeyError, ApiKeys
 from vreyesam.runtime.http.logs import configure_logging
 from vreyesam.runtime.media.decode import configure_opencv_limits
-from vreyesam.runtime.model.artifacts import ModelLoadError, PendingFiles, read_model_files
+from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError, read_model_files
 from vreyesam.runtime.model.loader import load_options, plan, segmenter_from_files
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
@@ -30,7 +30,7 @@ class StartupError(Exception):
     """The server must not start; the message is safe to print (no paths, no secrets)."""
 
 
-def preflight(settings: Settings) -> PendingFiles:
+def preflight(settings: Settings) -> ModelFiles:
     """Checks before the port opens: integrity, random-weights policy, model key, device, precision, API keys.
 
     Returns the verified model files, read once: the app builds its graphs from exactly these bytes.
@@ -47,14 +47,14 @@ def preflight(settings: Settings) -> PendingFiles:
             ApiKeys.from_file(settings.api_keys_file)
     except (ModelLoadError, SettingsError, ApiKeyError) as exc:
         raise StartupError(str(exc)) from None
-    return PendingFiles(files)
+    return files
 
 
-def build_app(settings: Settings, files: PendingFiles, on_load_failure: Callable[[], None]) -> FastAPI:
-    """The app over verified files; the loader takes them, so their bytes are freed once the graphs exist."""
+def build_app(settings: Settings, files: ModelFiles, on_load_failure: Callable[[], None]) -> FastAPI:
+    """The app over verified files; the loader builds its graphs from their bytes (then freed)."""
 
     def load() -> Segmenter:
-        return segmenter_from_files(files.take(), load_options(settings))
+        return segmenter_from_files(files, load_options(settings))
 
     return create_app(settings, load, on_load_failure=on_load_failure)
 
@@ -88,12 +88,12 @@ def _uvicorn_options(settings: Settings) -> dict[str, object]:
     }
 
 
-def run_server(settings: Settings, files: PendingFiles) -> int:
+def run_server(settings: Settings, files: ModelFiles) -> int:
     """Serve until SIGTERM: exit code 0, or 1 when the model failed to load."""
     if settings.workers > 1:
         # Workers re-read settings from the environment: put command-line overrides there first.
         os.environ.update(settings_environment(settings))
-        files.take()  # each worker reads and verifies the model itself: free the parent's copy
+        del files  # each worker reads and verifies the model itself
         uvicorn.run(
             "vreyesam.runtime.http.server:app_from_env",
             factory=True,

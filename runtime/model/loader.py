@@ -71,13 +71,13 @@ def _graph(model: bytes, precision: GraphPrecision, providers: list[str], option
 def build_segmenter(
     files: ModelFiles, providers: list[str], choice: variants.Choice, options: LoadOptions
 ) -> Segmenter:
-    """Graphs for the chosen variant, without the self-test (the exporter gates variants with this)."""
+    """Graphs for the chosen variant (they take the files' graph bytes), without the self-test."""
     manifest = files.manifest
     if [spec.name for spec in manifest.artifacts[ENCODER].outputs] != list(ENCODER_OUTPUTS):
         raise ModelLoadError("the encoder's outputs do not match what this runtime reads")
     try:
-        encoder = _graph(files.graphs[ENCODER], choice.encoder, providers, options)
-        decoder = _graph(files.graphs[DECODER], choice.decoder, providers, options)
+        encoder = _graph(files.take_graph(ENCODER), choice.encoder, providers, options)
+        decoder = _graph(files.take_graph(DECODER), choice.decoder, providers, options)
     except (DeviceUnavailable, EngineUnavailable) as exc:
         raise ModelLoadError(str(exc)) from None
     decoder_batch = options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else 64)

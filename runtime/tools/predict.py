@@ -28,6 +28,7 @@ from tqdm import tqdm
 from vreyesam.runtime.media.decode import ImageInputError, configure_opencv_limits
 from vreyesam.runtime.settings import DecodeLimits, Settings, SettingsError, load_settings
 from vreyesam.runtime.tools.inputs import InputFile, UsageError, find_inputs
+from vreyesam.runtime.tools.model_flags import add_model_flags, model_overrides
 from vreyesam.runtime.tools.outputs import KINDS, OVERLAY, output_path, predict_file, write_outputs
 from vreyesam.runtime.tools.summary import (
     COLUMNS,
@@ -41,7 +42,7 @@ from vreyesam.runtime.tools.summary import (
     summary_csv,
     summary_row,
 )
-from vreyesam.runtime.vocabulary import DEVICES, IMAGE_SUFFIXES, PRECISION_REQUESTS
+from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,12 +139,7 @@ def _error(message: str) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the command line's flags over them; the model directory must exist."""
-    settings = load_settings().with_overrides(
-        model_dir=args.model,
-        device=args.device,
-        precision=args.precision,
-        allow_random_weights=args.allow_random_weights,
-    )
+    settings = load_settings().with_overrides(**model_overrides(args))
     if settings.model_dir is None:
         raise UsageError("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
     if not settings.model_dir.is_dir():
@@ -252,7 +248,7 @@ def _fraction(text: str) -> float:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files and folders of images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--model", type=Path, help="model directory (default: $VREYESAM_MODEL_DIR)")
+    add_model_flags(parser)
     parser.add_argument("--recursive", action="store_true", help="also take images in subfolders of a folder")
     parser.add_argument(
         "--resume", action="store_true", help="skip inputs whose outputs exist and keep the summary's earlier rows"
@@ -261,15 +257,3 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=_at_least(1), help="prompt points per image (default: the model's)")
     parser.add_argument("--threshold", type=_fraction, help="probability threshold (default: the model's)")
     parser.add_argument("--seed", type=_at_least(0), help="seed of the prompt points (default: the model's)")
-    parser.add_argument("--device", choices=DEVICES, help="execution device (default: $VREYESAM_DEVICE or auto)")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISION_REQUESTS,
-        help="fp32 or a reduced variant the export passed (env VREYESAM_PRECISION, default auto)",
-    )
-    parser.add_argument(
-        "--allow-random-weights",
-        action="store_true",
-        default=None,  # None = not given: VREYESAM_ALLOW_RANDOM_WEIGHTS decides
-        help="accept a random-weights demo model",
-    )

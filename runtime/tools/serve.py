@@ -11,45 +11,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from vreyesam.runtime.http.logs import configure_logging
 from vreyesam.runtime.media.decode import configure_opencv_limits
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
-from vreyesam.runtime.vocabulary import DEVICES, PRECISION_REQUESTS
+from vreyesam.runtime.tools.model_flags import add_model_flags, model_overrides
 
 log = logging.getLogger("vreyesam.server")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, help="model directory (env VREYESAM_MODEL_DIR)")
+    add_model_flags(parser)
     parser.add_argument("--host", help="bind address (env VREYESAM_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env VREYESAM_PORT or PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="server processes (env VREYESAM_WORKERS, default 1)")
-    parser.add_argument("--device", choices=DEVICES, help="execution provider (env VREYESAM_DEVICE, default auto)")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISION_REQUESTS,
-        help="fp32 or a reduced variant the export passed (env VREYESAM_PRECISION, default auto)",
-    )
-    parser.add_argument(
-        "--allow-random-weights",
-        action="store_const",
-        const=True,
-        help="serve a model exported with random weights (env VREYESAM_ALLOW_RANDOM_WEIGHTS)",
-    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings().with_overrides(
-        model_dir=args.model,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        device=args.device,
-        precision=args.precision,
-        allow_random_weights=args.allow_random_weights,
-    )
+    return load_settings().with_overrides(**model_overrides(args), host=args.host, port=args.port, workers=args.workers)
 
 
 def _fail(message: str) -> int:

@@ -39,7 +39,7 @@ def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes, model
     ]
     files = read_model_files(encrypted_dir, allow_random_weights=True, key=key)  # each file matches its pin
     for role in ("encoder", "decoder"):
-        assert files.graphs[role] == (model_dir / f"{role}.onnx").read_bytes()  # decrypted to the very graph
+        assert files.take_graph(role) == (model_dir / f"{role}.onnx").read_bytes()  # decrypted to the very graph
     blob = (encrypted_dir / "decoder.onnx.enc").read_bytes()
     assert blob.startswith(crypto.MAGIC) and b"onnx" not in blob[:4096].lower()
     assert key.hex() not in (encrypted_dir / MANIFEST_NAME).read_text()

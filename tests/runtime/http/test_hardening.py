@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server_harness import ServerProcess, serve_to_exit, start_server
+from tests.server_harness import ServerProcess, ready_server, serve_to_exit
 from vreyesam.runtime.manifest import MANIFEST_NAME, sha256_hex
 from vreyesam.runtime.model import crypto
 
@@ -22,16 +22,9 @@ def keyed_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     directory = tmp_path_factory.mktemp("keyed")
     keys = directory / "api_keys"
     keys.write_text(f"# one key per line\n{API_KEY}\nanother-key-0123456789\n")
-    proc = start_server(
-        model_dir,
-        directory / "server.log",
-        env={"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_API_KEYS_FILE": str(keys)},
-    )
-    try:
-        proc.wait_until("/readyz", 200)
+    env = {"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_API_KEYS_FILE": str(keys)}
+    with ready_server(model_dir, directory / "server.log", env=env) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0
 
 
 @pytest.mark.parametrize(
@@ -118,14 +111,7 @@ def test_encrypted_model_serves_with_its_key(encrypted_model: tuple[Path, str], 
     model, key_text = encrypted_model
     key_file = tmp_path / "model.key"
     key_file.write_text(key_text)
-    proc = start_server(
-        model,
-        tmp_path / "server.log",
-        env={"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_MODEL_KEY_FILE": str(key_file)},
-    )
-    try:
-        proc.wait_until("/readyz", 200)
+    env = {"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_MODEL_KEY_FILE": str(key_file)}
+    with ready_server(model, tmp_path / "server.log", env=env) as proc:
         assert httpx.get(proc.base_url + "/readyz").json()["status"] == "ready"
-    finally:
-        assert proc.stop() == 0
     assert key_text not in proc.log()
