@@ -1,0 +1,123 @@
+"""Loading a model directory: every artifact read once, the engines built from the very bytes verified."""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+from pathlib import Path
+
+import onnxruntime
+import pytest
+
+from vreyesam.runtime.engines import onnxruntime_graph
+from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_hex
+from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
+from vreyesam.runtime.model.loader import LoadOptions, load_options, load_segmenter, plan
+from vreyesam.runtime.settings import Settings
+
+FP32 = LoadOptions(device="cpu", precision="fp32", allow_random_weights=True, self_test=False)
+
+
+def test_each_artifact_is_read_once_and_the_engines_get_the_verified_bytes(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: collections.Counter[str] = collections.Counter()
+    original_read = Path.read_bytes
+
+    def counting_read(path: Path) -> bytes:
+        reads[path.name] += 1
+        return original_read(path)
+
+    built: list[str] = []
+    original_init = onnxruntime_graph.OnnxRuntimeGraph.__init__
+
+    def recording_init(self: object, model: bytes, *args: object) -> None:
+        built.append(sha256_hex(model))
+        original_init(self, model, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_bytes", counting_read)
+    monkeypatch.setattr(onnxruntime_graph.OnnxRuntimeGraph, "__init__", recording_init)
+    load_segmenter(model_dir, FP32)
+    manifest = read_manifest(model_dir)
+    assert reads == {manifest.artifacts[role].file: 1 for role in ("encoder", "decoder", "golden")}
+    assert built == [manifest.artifacts["encoder"].sha256, manifest.artifacts["decoder"].sha256]
+
+
+def test_the_decoder_batch_follows_the_device(segmenter) -> None:
+    assert segmenter.decoder_batch == 1  # one prompt per call on the CPU (measured faster)
+    assert segmenter.engines == "CPUExecutionProvider" and segmenter.precision == "fp32"
+
+
+@pytest.fixture
+def copy_of_model(model_dir: Path, tmp_path: Path) -> Path:
+    """The test model with the encoder linked (it is never changed here) and the other files copied."""
+    target = tmp_path / "model"
+    target.mkdir()
+    for item in model_dir.iterdir():
+        if item.name == "encoder.onnx":
+            (target / item.name).symlink_to(item.resolve())
+        else:
+            shutil.copyfile(item, target / item.name)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "model directory failed verification: decoder artifact is missing"),
+        ("changed", "model directory failed verification: decoder artifact does not match its sha256"),
+        ("no-manifest", "model directory failed verification: model directory has no manifest"),
+        ("bad-manifest", "model directory failed verification: manifest is unreadable"),
+    ],
+)
+def test_a_damaged_directory_is_refused_with_a_safe_message(copy_of_model: Path, damage: str, message: str) -> None:
+    decoder = copy_of_model / "decoder.onnx"
+    if damage == "missing":
+        decoder.unlink()
+    elif damage == "changed":
+        decoder.write_bytes(decoder.read_bytes()[:-1] + b"\x00")
+    elif damage == "no-manifest":
+        (copy_of_model / MANIFEST_NAME).unlink()
+    else:
+        (copy_of_model / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(ModelLoadError) as refused:
+        read_model_files(copy_of_model, allow_random_weights=True)
+    assert str(refused.value) == message
+
+
+def test_random_weights_need_permission(model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"):
+        read_model_files(model_dir, allow_random_weights=False)
+
+
+def test_an_artifact_named_outside_the_directory_is_refused(copy_of_model: Path) -> None:
+    raw = json.loads((copy_of_model / MANIFEST_NAME).read_text())
+    raw["artifacts"]["decoder"]["file"] = "../decoder.onnx"
+    (copy_of_model / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(ModelLoadError, match="names an artifact outside the model directory"):
+        read_model_files(copy_of_model, allow_random_weights=True)
+
+
+def test_graph_bytes_are_handed_over_once(model_dir: Path) -> None:
+    files = read_model_files(model_dir, allow_random_weights=True)
+    assert files.take_graph("decoder") == (model_dir / "decoder.onnx").read_bytes()
+    with pytest.raises(RuntimeError, match="the decoder graph was already handed over"):
+        files.take_graph("decoder")
+
+
+def test_load_options_refuse_a_malformed_key() -> None:
+    with pytest.raises(ModelLoadError, match="model key must be 32 bytes as hex or base64"):
+        load_options(Settings(model_key="not a key"))
+    assert load_options(Settings(model_key="00" * 32)).model_key == bytes(32)
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="this machine has the CUDA provider"
+)
+def test_a_device_that_is_not_there_is_refused(model_dir: Path) -> None:
+    manifest = read_manifest(model_dir)
+    with pytest.raises(ModelLoadError, match="device 'cuda' requested but the CUDA execution provider"):
+        plan(manifest, LoadOptions(device="cuda"))
+    providers, choice = plan(manifest, LoadOptions(device="cpu", precision="fp32"))
+    assert providers == ["CPUExecutionProvider"] and choice.name == "fp32"
