@@ -81,4 +81,3 @@ def read_model_files(model_dir: Path, *, allow_random_weights: bool, key: bytes 
         raise ModelLoadError(f"model directory failed verification: {exc}") from None
     graphs = {role: _plaintext(manifest, role, pinned[role], key) for role in GRAPHS}
     return ModelFiles(manifest=manifest, graphs=graphs, golden=pinned[GOLDEN])
-

@@ -1,6 +1,6 @@
 """A short run of benchmarks.load_test against a real server process: overload is refused, never a failure.
 
-200 requests at a fixed 5 requests/s (on this 2-core CPU a prediction takes seconds, so that is well over
+200 requests at a fixed 10 requests/s (on this 2-core CPU a prediction takes seconds, so that is well over
 twice capacity; the full benchmark, `python -m benchmarks.load_test --model DIR`, drives 1,000 requests at
 2x the measured capacity and takes about half an hour here). The server runs with one prediction at a
 time, two waiting, a 2 s queue timeout: most requests are answered 503 at once.
@@ -29,7 +29,7 @@ def test_short_load_run(model_dir: Path, tmp_path: Path) -> None:
             "--requests",
             "200",
             "--rate",
-            "5",
+            "10",
             "--warmup",
             "1",
             "--capacity-requests",
@@ -40,7 +40,7 @@ def test_short_load_run(model_dir: Path, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=REPOSITORY,
-        timeout=120,  # the run takes ~70 s here (server start ~15 s, 2 predictions, 40 s of load)
+        timeout=120,  # the run takes ~30 s here (server start ~5 s, 2 predictions, 20 s of load)
         check=False,
     )
     assert out.exists(), result.stdout[-3000:] + result.stderr[-3000:]

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from tests.server_harness import serve_to_exit
+from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
+from vreyesam.runtime.manifest import MANIFEST_NAME, FidelityReport, Manifest, Variant, read_manifest
 from vreyesam.runtime.model import variants
-from vreyesam.runtime.tools import synth
 from vreyesam.runtime.model.artifacts import ModelLoadError
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
-from vreyesam.runtime.manifest import MANIFEST_NAME, FidelityReport, Manifest, Variant, read_manifest
-from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
 from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
+from vreyesam.runtime.tools import synth
 from vreyesam.runtime.vocabulary import REDUCED_PRECISIONS
 
 TOLERANCE = {"logits_relative_error": 0.05, "scores_max_abs_error": 0.05}
