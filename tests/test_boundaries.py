@@ -154,3 +154,15 @@ def test_the_size_limit_is_checked() -> None:
     assert violations(CONTRACT, {"vreyesam.runtime.model.big": long_module}) == [
         f"vreyesam.runtime.model.big has {CONTRACT.max_module_lines + 2} lines (limit {CONTRACT.max_module_lines})"
     ]
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """A room missing from [tool.setuptools].packages works in a checkout but not in an installed image."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"runtime": RUNTIME, "export": EXPORT, "vreyesam": "vreyesam"}
+    found = {
+        ".".join([package, *init.parent.relative_to(ROOT / folder).parts])
+        for folder, package in folders.items()
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert found == listed
