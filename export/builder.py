@@ -16,19 +16,23 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import torch
 from onnxscript import optimizer
 
-from vreyesam.export import fidelity, graphs, model, weights
+from vreyesam.export import fidelity, graphs, model, preprocess_graph, procedure_graph, weights
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import surface
 from vreyesam.runtime.manifest import (
     DECODER,
     ENCODER,
     GOLDEN,
+    GRAPHS,
     MANIFEST_NAME,
+    PREPROCESS,
+    PROCEDURE,
     SCHEMA_VERSION,
     Artifact,
     FidelityReport,
@@ -48,9 +52,9 @@ log = logging.getLogger("vreyesam.export")
 MODEL_NAME = "vreyesam-sam2-hiera-s"
 OPSET = 17
 GOLDEN_POINTS = 4
-GOLDEN_TOLERANCE = {"logits_relative_error": 1e-2, "scores_max_abs_error": 1e-2}
+GOLDEN_TOLERANCE = {"logits_relative_error": 1e-2, "scores_max_abs_error": 1e-2, "final_mask_iou": 0.99}
 # The start-up self-test of a variant catches a broken engine; its fidelity is proven by the gate.
-VARIANT_GOLDEN_TOLERANCE = {"logits_relative_error": 5e-2, "scores_max_abs_error": 5e-2}
+VARIANT_GOLDEN_TOLERANCE = {"logits_relative_error": 5e-2, "scores_max_abs_error": 5e-2, "final_mask_iou": 0.95}
 CALIBRATION_SEED = 20251127
 # Built-in calibration set: (width, height, mode) of synthetic eye images, VRBiom size first.
 CALIBRATION_SHAPES = ((400, 300, "nir"), (400, 300, "rgb"), (640, 480, "nir"), (300, 400, "rgb"))
@@ -141,7 +145,8 @@ def _tool_versions() -> dict[str, str]:
     return versions
 
 
-def _golden_sample(reference: TorchReference, prep: Preprocessing) -> surface.GoldenSample:
+def _golden_sample(reference: TorchReference, prep: Preprocessing, defaults: ProcedureDefaults) -> surface.GoldenSample:
+    """A small image through torch and the reference procedure: what the server checks itself against."""
     _, image, _ = surface.synthetic_eyes(seed=CALIBRATION_SEED, n=1, width=128, height=96, mode="nir")[0]
     fitted = surface.fit_image(image, prep.fit_size)
     fitted_hw = (fitted.shape[0], fitted.shape[1])
@@ -149,7 +154,26 @@ def _golden_sample(reference: TorchReference, prep: Preprocessing) -> surface.Go
     logits, scores = reference.decode(
         reference.features(fitted), surface.to_model_frame(points, fitted_hw, prep.image_size)
     )
-    return surface.GoldenSample(image=image, points=points, low_res_logits=logits.numpy(), scores=scores.numpy())
+    masks = reference.masks(logits, fitted_hw, defaults.mask_logit_threshold)
+    fitted_binary = reference.binary(masks, scores, defaults.threshold).numpy().astype(np.uint8)
+    binary = cv2.resize(fitted_binary, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    return surface.GoldenSample(
+        image=image, points=points, low_res_logits=logits.numpy(), scores=scores.numpy(), binary=binary
+    )
+
+
+def _host_graphs(staging: Path, reference: TorchReference, images: list[tuple[str, np.ndarray]]) -> dict[str, Path]:
+    """The preprocessing and procedure graphs, the first checked against torch's transforms."""
+    prep, defaults = Preprocessing(), ProcedureDefaults()
+    paths = {PREPROCESS: staging / "preprocess.onnx", PROCEDURE: staging / "procedure.onnx"}
+    preprocess = preprocess_graph.build(prep)
+    try:
+        preprocess_graph.check(preprocess, reference, [surface.fit_image(image, prep.fit_size) for _, image in images])
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    onnx.save(preprocess, str(paths[PREPROCESS]))
+    onnx.save(procedure_graph.build(prep, defaults), str(paths[PROCEDURE]))
+    return paths
 
 
 def calibration_images(calibration_dir: Path | None) -> list[tuple[str, np.ndarray]]:
@@ -240,7 +264,7 @@ def _gate_variants(
 def _encrypt(staging: Path, manifest: Manifest, key: bytes) -> Manifest:
     """Replace each graph by its AES-GCM ciphertext (`*.onnx.enc`); the golden sample stays readable."""
     artifacts = dict(manifest.artifacts)
-    for role in (ENCODER, DECODER):
+    for role in GRAPHS:
         plain = staging / artifacts[role].file
         sealed = plain.with_name(plain.name + ".enc")
         sealed.write_bytes(surface.encrypt(plain.read_bytes(), key, role))
@@ -285,14 +309,12 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         exported = graphs.export_graphs(sam, staging, OPSET)
         for path in (exported.encoder, exported.decoder):
             _fold(path)
+        paths = {**_host_graphs(staging, reference, images), ENCODER: exported.encoder, DECODER: exported.decoder}
         progress("recording the golden sample")
-        sample = _golden_sample(reference, prep)
+        sample = _golden_sample(reference, prep, ProcedureDefaults())
         surface.save_golden(staging / "golden.npz", sample)
-        artifacts = {
-            ENCODER: _artifact(exported.encoder),
-            DECODER: _artifact(exported.decoder),
-            GOLDEN: _artifact(staging / "golden.npz"),
-        }
+        artifacts = {role: _artifact(paths[role]) for role in GRAPHS}
+        artifacts[GOLDEN] = _artifact(staging / "golden.npz")
         pending = _manifest(source, artifacts, FidelityReport(passed=False, problems=("not gated yet",)))
         (staging / MANIFEST_NAME).write_text(pending.to_json(), encoding="utf-8")
         try:

@@ -1,7 +1,8 @@
 """The export's fidelity gate: the exported model, in each precision variant, against the PyTorch model.
 
-For each calibration image both sides run the full VREyeSAM procedure with the same seeded prompts; the
-report records embedding and logit errors, per-prompt, confident-pixel and final binary-mask IoU. An fp32
+For each calibration image both sides run the full VREyeSAM procedure with the same seeded prompts (ours
+through all four graphs: preprocessing, encoder, decoder, procedure); the report records embedding and
+logit errors, per-prompt, confident-pixel and final binary-mask IoU. An fp32
 model that misses a threshold is not written; a reduced-precision variant that misses is recorded as
 rejected and never served.
 """
@@ -22,9 +23,7 @@ from vreyesam.runtime.surface import (
     Segmenter,
     confident_pixel_iou,
     iou,
-    resize_to,
     to_model_frame,
-    upscale_logits,
 )
 
 # fp32 graphs ship only within the strict defaults of GateThresholds; reduced-precision variants within these.
@@ -77,22 +76,32 @@ def reference_outcome(
         logits=logits.numpy(),
         scores=scores.numpy(),
         masks=masks.numpy(),
-        final=resize_to(binary, prepared.input_hw, cv2.INTER_NEAREST).astype(bool),
+        final=_resized(binary, prepared.input_hw, cv2.INTER_NEAREST).astype(bool),
     )
+
+
+def _resized(array: np.ndarray, size_hw: tuple[int, int], interpolation: int) -> np.ndarray:
+    """The reference's cv2 resize (Inference.py resizes its outputs this way)."""
+    return cv2.resize(array, (size_hw[1], size_hw[0]), interpolation=interpolation)
+
+
+def _prompt_masks(logits: np.ndarray, fitted_hw: tuple[int, int], mask_threshold: float) -> np.ndarray:
+    """Nxhxw bool: each prompt's mask in the fitted frame (bilinear upscale, then the logit threshold)."""
+    return np.stack([_resized(mask, fitted_hw, cv2.INTER_LINEAR) > mask_threshold for mask in logits])
 
 
 def measure_image(segmenter: Segmenter, expected: ReferenceOutcome) -> ImageFidelity:
     manifest = segmenter.manifest
-    prepared, points, model_points = _prompts(segmenter, expected.image_rgb)
-    features = segmenter.encode(prepared.tensor)
-    logits, scores = segmenter.decode(features, model_points)
-    ours = segmenter.postprocess(prepared, points, logits, scores, manifest.procedure.threshold)
+    prepared, _, model_points = _prompts(segmenter, expected.image_rgb)
+    features = segmenter.encode(prepared)
+    decoded = segmenter.decode(features, model_points)
+    binary = segmenter.finish(prepared, decoded, PredictOptions(maps=("binary",)))["binary"]
+    logits, scores = segmenter.decoder.to_host(decoded.logits), decoded.scores
 
-    our_masks = upscale_logits(logits, prepared.fitted_hw) > manifest.procedure.mask_logit_threshold
+    our_masks = _prompt_masks(logits, prepared.fitted_hw, manifest.procedure.mask_logit_threshold)
     prompt_ious = [iou(a, b) for a, b in zip(our_masks, expected.masks, strict=True)]
-    embed_abs, embed_rel = _errors(
-        (features.image_embed, features.high_res_feats_0, features.high_res_feats_1), expected.features
-    )
+    embeddings = (features.image_embed, features.high_res_feats_0, features.high_res_feats_1)
+    embed_abs, embed_rel = _errors([segmenter.encoder.to_host(value) for value in embeddings], expected.features)
     logits_abs, logits_rel = _errors([logits], [expected.logits])
     return ImageFidelity(
         name=expected.name,
@@ -106,7 +115,7 @@ def measure_image(segmenter: Segmenter, expected: ReferenceOutcome) -> ImageFide
         prompt_mask_iou_min=min(prompt_ious),
         prompt_mask_iou_mean=float(np.mean(prompt_ious)),
         confident_pixel_iou=confident_pixel_iou(logits, expected.logits),
-        final_mask_iou=iou(ours.binary, expected.final),
+        final_mask_iou=iou(binary, expected.final),
     )
 
 

@@ -18,14 +18,18 @@ from typing import Any
 from vreyesam.runtime.vocabulary import GraphPrecision
 
 # 2: the encoder graph also gives the decoder's image-side tensors (the decoder no longer takes image_embed).
-SCHEMA_VERSION = 2
+# 3: preprocessing and the procedure are graphs too (the host only fits the image and encodes the answer).
+SCHEMA_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 
-# Artifact roles the runtime needs; the exporter must write all of them.
+# Artifact roles the runtime needs; the exporter must write all of them. The four graphs run in this order.
+PREPROCESS = "preprocess"
 ENCODER = "encoder"
 DECODER = "decoder"
+PROCEDURE = "procedure"
 GOLDEN = "golden"
-REQUIRED_ARTIFACTS = (ENCODER, DECODER, GOLDEN)
+GRAPHS = (PREPROCESS, ENCODER, DECODER, PROCEDURE)
+REQUIRED_ARTIFACTS = (*GRAPHS, GOLDEN)
 
 # Tensor names of the graphs: the encoder's outputs, in order, and the decoder's per-image inputs (all of
 # the encoder's outputs but the raw embedding, which is there for the export's embedding check).
@@ -47,6 +51,13 @@ DECODER_IMAGE_INPUTS = (
     "high_res_feats_0",
     "high_res_feats_1",
 )
+
+# The preprocessing graph: the fitted hxwx3 uint8 RGB image -> the encoder's normalised 1x3xSxS input.
+PREPROCESS_INPUT = "fitted"
+PREPROCESS_OUTPUT = "image"
+# The procedure graph: decoder outputs, threshold and the two frame sizes -> the maps at the input size.
+PROCEDURE_INPUTS = ("low_res_logits", "scores", "threshold", "fitted_hw", "input_hw")
+PROCEDURE_OUTPUTS = ("binary", "probability", "uncertainty", "area_px")
 
 _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

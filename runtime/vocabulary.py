@@ -26,8 +26,17 @@ PRECISION_REQUESTS: tuple[PrecisionRequest, ...] = get_args(PrecisionRequest)
 OutputKind = Literal["mask", "probability", "uncertainty", "overlay"]
 OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
 
+# The maps a prediction holds (the procedure graph's outputs, at the input image's size).
+MapName = Literal["binary", "probability", "uncertainty"]
+MAP_NAMES: tuple[MapName, ...] = get_args(MapName)
+
 # Image files the tools pick from a folder (the bytes decide the format, never the suffix).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def map_of(kind: OutputKind) -> MapName:
+    """The map an output is drawn from: the mask and the overlay from the binary mask."""
+    return "binary" if kind in ("mask", "overlay") else kind  # type: ignore[return-value]
 
 
 def output_folder(kind: OutputKind) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,11 +17,20 @@ class Graph(Protocol):
 
     @property
     def engine(self) -> str:
-        """What runs it, e.g. `CPUExecutionProvider`, `CUDAExecutionProvider`, `OpenVINO-CPU-bf16`."""
+        """What runs it, e.g. `CPUExecutionProvider`, `CUDAExecutionProvider`, `OpenVINO-CPU-bf16`.
+
+        Graphs with the same engine take each other's values as they are; between engines a value goes
+        through the host (`to_host`)."""
         ...
 
-    def run(self, feeds: Mapping[str, Value]) -> dict[str, Value]:
-        """All outputs by name, for inputs by name (host arrays or this engine's values)."""
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The graph's output names, in order."""
+        ...
+
+    def run(self, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
+        """The fetched outputs (all when None) by name, for inputs by name: host arrays or this engine's
+        values. Outputs stay where the engine computed them."""
         ...
 
     def to_host(self, value: Value) -> np.ndarray:

@@ -1,13 +1,20 @@
-"""A graph on onnxruntime (CPU or CUDA execution provider), built from model bytes."""
+"""A graph on onnxruntime (CPU or CUDA execution provider), built from model bytes, run through IO binding.
+
+Every run binds its inputs and outputs explicitly: inputs are host arrays or OrtValues a graph produced
+(on the CUDA provider they stay in GPU memory between graphs), outputs are allocated on the provider's
+device, and only what the caller fetches is computed and kept. `to_host` is the one place a device value
+is copied back. The CPU provider takes the very same path, with the device being host memory.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
+from vreyesam.runtime.engines.devices import CPU_PROVIDER
 from vreyesam.runtime.engines.graph import DeviceUnavailable, Value
 
 
@@ -37,14 +44,29 @@ class OnnxRuntimeGraph:
         active = self._session.get_providers()[0]
         if active != providers[0]:
             raise DeviceUnavailable(f"{providers[0]} was requested but onnxruntime chose {active}")
-        self._outputs = [output.name for output in self._session.get_outputs()]
+        self._device = "cpu" if active == CPU_PROVIDER else "cuda"
+        self._outputs = tuple(output.name for output in self._session.get_outputs())
 
     @property
     def engine(self) -> str:
         return str(self._session.get_providers()[0])
 
-    def run(self, feeds: Mapping[str, Value]) -> dict[str, Value]:
-        return dict(zip(self._outputs, self._session.run(self._outputs, dict(feeds)), strict=True))
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self._outputs
+
+    def run(self, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
+        binding = self._session.io_binding()
+        for name, value in feeds.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        names = self._outputs if fetch is None else tuple(fetch)
+        for name in names:
+            binding.bind_output(name, self._device)
+        self._session.run_with_iobinding(binding)
+        return dict(zip(names, binding.get_outputs(), strict=True))
 
     def to_host(self, value: Value) -> np.ndarray:
-        return np.asarray(value)
+        return value.numpy() if isinstance(value, ort.OrtValue) else np.asarray(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,10 @@ class OpenVinoGraph:
         return BF16_ENGINE
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(self._names)
+
+    @property
     def request_count(self) -> int:
         """Infer requests created so far (the most calls that ran at the same time)."""
         return self._created
@@ -80,15 +84,14 @@ class OpenVinoGraph:
                 self._created += 1
             return self._compiled.create_infer_request()
 
-    def run(self, feeds: Mapping[str, Value]) -> dict[str, Value]:
+    def run(self, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
+        wanted = set(self._names if fetch is None else fetch)
         request = self._acquire()
         try:
             results = request.infer(dict(feeds))
             # Copied out: the request's buffers are reused by the next call.
-            return {
-                name: np.array(results[output], copy=True)
-                for name, output in zip(self._names, self._outputs, strict=True)
-            }
+            outputs = zip(self._names, self._outputs, strict=True)
+            return {name: np.array(results[output], copy=True) for name, output in outputs if name in wanted}
         finally:
             self._idle.put(request)
 

@@ -20,7 +20,7 @@ def render_outputs(prediction: Prediction, image: np.ndarray, kinds: tuple[Outpu
     rendered: dict[str, Any] = {}
     for kind in kinds:
         entry: dict[str, Any] = {"png_base64": base64.b64encode(render.output_png(kind, prediction, image)).decode()}
-        if kind == "mask":
+        if kind == "mask" and prediction.binary is not None:
             entry["rle"] = render.rle_encode(prediction.binary)
         rendered[kind] = entry
     return rendered

@@ -13,9 +13,9 @@ import numpy as np
 from starlette.requests import Request
 
 from vreyesam.runtime.http.errors import ApiError
+from vreyesam.runtime.model.procedure import MAX_POINTS
 from vreyesam.runtime.vocabulary import OUTPUT_KINDS, OutputKind
 
-MAX_POINTS = 64
 # A multipart body holds one file field `image` and nothing else of size: no room for a form bomb.
 MULTIPART_LIMITS = {"max_files": 1, "max_fields": 4, "max_part_size": 1024}
 

@@ -17,12 +17,14 @@ from starlette.concurrency import run_in_threadpool
 
 from vreyesam.runtime.http import answers
 from vreyesam.runtime.http.errors import ApiError
-from vreyesam.runtime.http.params import MAX_POINTS, PredictQuery, predict_query, read_image_bytes
+from vreyesam.runtime.http.params import PredictQuery, predict_query, read_image_bytes
 from vreyesam.runtime.http.state import EdgeState
 from vreyesam.runtime.media import render
 from vreyesam.runtime.media.decode import decode_image
+from vreyesam.runtime.model.procedure import MAX_POINTS
 from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter
 from vreyesam.runtime.settings import DecodeLimits
+from vreyesam.runtime.vocabulary import map_of
 
 
 def _edge(request: Request) -> EdgeState:
@@ -64,7 +66,12 @@ def _infer(
     image = decode_image(data, limits)
     decode_ms = round((time.perf_counter() - started) * 1000.0, 3)
     options = PredictOptions(
-        points=query.points, threshold=query.threshold, seed=query.seed, explicit_points=query.prompts
+        points=query.points,
+        threshold=query.threshold,
+        seed=query.seed,
+        explicit_points=query.prompts,
+        maps=tuple(dict.fromkeys(map_of(kind) for kind in query.outputs)),  # only what the answer shows
+        keep_logits=False,
     )
     return image, segmenter.predict(image, options), decode_ms
 

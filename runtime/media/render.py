@@ -12,20 +12,21 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from vreyesam.runtime.vocabulary import OutputKind
+from vreyesam.runtime.vocabulary import OutputKind, map_of
 
 
 class ResultMaps(Protocol):
-    """What rendering reads of a prediction (the model's `Prediction` has these), all HxW at the input size."""
+    """What rendering reads of a prediction (the model's `Prediction` has these), all HxW at the input size;
+    a map the prediction was not asked for is None."""
 
     @property
-    def binary(self) -> np.ndarray: ...  # bool
+    def binary(self) -> np.ndarray | None: ...  # bool
 
     @property
-    def probability(self) -> np.ndarray: ...  # float32 in [0, 1]
+    def probability(self) -> np.ndarray | None: ...  # float32 in [0, 1]
 
     @property
-    def uncertainty(self) -> np.ndarray: ...  # float32 in [0, 1]
+    def uncertainty(self) -> np.ndarray | None: ...  # float32 in [0, 1]
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -177,12 +178,15 @@ def _require_2d(array: np.ndarray, name: str) -> None:
 
 def output_png(kind: OutputKind, prediction: ResultMaps, image: np.ndarray) -> bytes:
     """One result as PNG bytes; the command line's files and the HTTP answers both come from here."""
+    source = getattr(prediction, map_of(kind))
+    if source is None:
+        raise ValueError(f"the prediction holds no {map_of(kind)} map for the {kind} output")
     if kind == "mask":
-        return mask_png(prediction.binary)
+        return mask_png(source)
     if kind == "probability":
-        return probability_png(prediction.probability)
+        return probability_png(source)
     if kind == "uncertainty":
-        return encode_png(uncertainty_colormap(prediction.uncertainty))
+        return encode_png(uncertainty_colormap(source))
     if kind == "overlay":
-        return encode_png(overlay(image, prediction.binary))
+        return encode_png(overlay(image, source))
     raise ValueError(f"unknown output kind {kind!r}")

@@ -10,17 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from vreyesam.runtime.manifest import (
-    DECODER,
-    ENCODER,
     GOLDEN,
+    GRAPHS,
     Manifest,
     ManifestError,
     read_manifest,
     sha256_hex,
 )
 from vreyesam.runtime.model import crypto
-
-GRAPHS = (ENCODER, DECODER)
 
 
 class ModelLoadError(Exception):

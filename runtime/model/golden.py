@@ -1,9 +1,11 @@
 """The golden self-test: the model checks its own engines before it serves.
 
-The exporter stores a small fixed input and what the PyTorch model gave for it (`golden.npz`). At start
-the runtime runs the same input through the graphs actually chosen and refuses to become ready if any
-output is non-finite or further from the stored one than the manifest's tolerance. A graph folded wrongly
-at load, a broken provider or a reduced-precision variant that drifted shows up here, not in a response.
+The exporter stores a small fixed input and what the PyTorch model and the reference procedure gave for
+it (`golden.npz`). At start the runtime runs the same input through all four graphs actually chosen (the
+preprocessing and procedure graphs too, on the same device) and refuses to become ready if any output is
+non-finite or further from the stored one than the manifest's tolerance. A graph folded wrongly at load,
+a broken provider kernel (a device's antialiased resize, say) or a reduced-precision variant that drifted
+shows up here, not in a response.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from vreyesam.runtime.model import procedure
-from vreyesam.runtime.model.agreement import relative_error
-from vreyesam.runtime.model.segmenter import Segmenter
+from vreyesam.runtime.model.agreement import iou, relative_error
+from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
 
-GOLDEN_KEYS = ("image", "points", "low_res_logits", "scores")
+GOLDEN_KEYS = ("image", "points", "low_res_logits", "scores", "binary")
 
 
 class GoldenMismatch(Exception):
@@ -31,6 +33,7 @@ class GoldenSample:
     points: np.ndarray  # Nx1x2 int, fitted frame
     low_res_logits: np.ndarray  # Nx256x256 float32 from torch
     scores: np.ndarray  # N float32 from torch
+    binary: np.ndarray  # HxW bool: the reference procedure's final mask (default threshold) from torch's outputs
 
 
 def save_golden(path: Path, sample: GoldenSample) -> None:
@@ -46,18 +49,25 @@ def load_golden(data: bytes) -> GoldenSample:
 def run_golden(segmenter: Segmenter, sample: GoldenSample, tolerance: dict[str, float]) -> dict[str, float]:
     """Errors of the segmenter's outputs on the golden sample; GoldenMismatch when out of tolerance."""
     prepared = segmenter.prepare(sample.image)
-    features = segmenter.encode(prepared.tensor)
+    features = segmenter.encode(prepared)
     model_points = procedure.to_model_frame(
         sample.points, prepared.fitted_hw, segmenter.manifest.preprocessing.image_size
     )
-    logits, scores = segmenter.decode(features, model_points)
-    if not (np.isfinite(logits).all() and np.isfinite(scores).all()):
+    decoded = segmenter.decode(features, model_points)
+    logits = segmenter.decoder.to_host(decoded.logits)
+    binary = segmenter.finish(prepared, decoded, PredictOptions(maps=("binary",)))["binary"]
+    if not (np.isfinite(logits).all() and np.isfinite(decoded.scores).all()):
         raise GoldenMismatch("golden self-test: the model produced non-finite outputs")
     errors = {
         "logits_relative_error": relative_error(logits, sample.low_res_logits),
-        "scores_max_abs_error": float(np.abs(scores - sample.scores).max()),
+        "scores_max_abs_error": float(np.abs(decoded.scores - sample.scores).max()),
+        "final_mask_iou": iou(binary, sample.binary),
     }
-    for name, value in errors.items():
-        if not value <= tolerance[name]:
-            raise GoldenMismatch(f"golden self-test: {name} {value:.3g} exceeds {tolerance[name]:.3g}")
+    for name in ("logits_relative_error", "scores_max_abs_error"):
+        if not errors[name] <= tolerance[name]:
+            raise GoldenMismatch(f"golden self-test: {name} {errors[name]:.3g} exceeds {tolerance[name]:.3g}")
+    if not errors["final_mask_iou"] >= tolerance["final_mask_iou"]:
+        raise GoldenMismatch(
+            f"golden self-test: final_mask_iou {errors['final_mask_iou']:.4g} below {tolerance['final_mask_iou']:.4g}"
+        )
     return errors

@@ -13,9 +13,10 @@ from vreyesam.runtime.engines.devices import CPU_PROVIDER, resolve_providers
 from vreyesam.runtime.engines.graph import DeviceUnavailable, EngineUnavailable, Graph
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
-from vreyesam.runtime.manifest import DECODER, ENCODER, ENCODER_OUTPUTS, Manifest
+from vreyesam.runtime.manifest import DECODER, ENCODER, ENCODER_OUTPUTS, PREPROCESS, PROCEDURE, Manifest
 from vreyesam.runtime.model import crypto, golden, variants
 from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError, read_model_files
+from vreyesam.runtime.model.procedure import MAX_POINTS
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import Settings
 from vreyesam.runtime.vocabulary import Device, GraphPrecision, PrecisionRequest
@@ -75,14 +76,20 @@ def build_segmenter(
     manifest = files.manifest
     if [spec.name for spec in manifest.artifacts[ENCODER].outputs] != list(ENCODER_OUTPUTS):
         raise ModelLoadError("the encoder's outputs do not match what this runtime reads")
+    # Only the networks have reduced-precision variants; the preprocessing and procedure graphs run in fp32.
+    precisions = {PREPROCESS: "fp32", ENCODER: choice.encoder, DECODER: choice.decoder, PROCEDURE: "fp32"}
     try:
-        encoder = _graph(files.take_graph(ENCODER), choice.encoder, providers, options)
-        decoder = _graph(files.take_graph(DECODER), choice.decoder, providers, options)
+        graphs = {role: _graph(files.take_graph(role), kind, providers, options) for role, kind in precisions.items()}
     except (DeviceUnavailable, EngineUnavailable) as exc:
         raise ModelLoadError(str(exc)) from None
-    decoder_batch = options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else 64)
     return Segmenter(
-        manifest=manifest, encoder=encoder, decoder=decoder, decoder_batch=decoder_batch, precision=choice.name
+        manifest=manifest,
+        preprocess=graphs[PREPROCESS],
+        encoder=graphs[ENCODER],
+        decoder=graphs[DECODER],
+        procedure=graphs[PROCEDURE],
+        decoder_batch=options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else MAX_POINTS),
+        precision=choice.name,
     )
 
 

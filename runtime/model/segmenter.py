@@ -1,25 +1,33 @@
-"""A loaded model and the VREyeSAM procedure as named stages: prepare -> encode -> decode -> postprocess.
+"""A loaded model and the VREyeSAM procedure as named stages: prepare -> encode -> decode -> finish.
+
+The host does only what must be on the host: fit the decoded image to 1024 (`cv2.resize` on uint8, the
+reference's own step) and sample the prompt points. Everything between runs in four graphs on the
+execution provider (preprocess, encoder, decoder, procedure); their values pass from graph to graph as the
+engine holds them (on a GPU they stay in device memory) and only the maps asked for come back to the host.
 
 `Segmenter` holds only immutable state (manifest, graphs), so one instance is shared by all requests and
-threads; everything per image lives in the values passed between stages. The stages hand the graphs'
-values on as the engine gives them (they may live on a device); only what the procedure reads on the host
-is copied there.
+threads; everything per image lives in the values passed between stages.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
-import cv2
 import numpy as np
 
 from vreyesam.runtime.engines.graph import Graph, Value
-from vreyesam.runtime.manifest import DECODER_IMAGE_INPUTS, ENCODER_OUTPUTS, Manifest
+from vreyesam.runtime.manifest import (
+    DECODER_IMAGE_INPUTS,
+    ENCODER_OUTPUTS,
+    PREPROCESS_INPUT,
+    PREPROCESS_OUTPUT,
+    Manifest,
+)
 from vreyesam.runtime.model import preprocess, procedure
-from vreyesam.runtime.vocabulary import Precision
+from vreyesam.runtime.vocabulary import MAP_NAMES, MapName, Precision
 
 
 class PromptOutsideImage(ValueError):
@@ -35,13 +43,15 @@ class PredictOptions:
     seed: int | None = None
     # Explicit Nx2 (x, y) prompts in the input image's pixel frame; replace the sampled points.
     explicit_points: np.ndarray | None = None
+    maps: tuple[MapName, ...] = MAP_NAMES  # which maps to compute and copy back
+    keep_logits: bool = True  # copy the decoder's Nx256x256 logits back too (tests, benchmark, gate)
 
 
 @dataclass(frozen=True)
 class PreparedImage:
     input_hw: tuple[int, int]
     fitted: np.ndarray  # hxwx3 uint8, the reference's fitted image
-    tensor: np.ndarray  # 3xSxS float32, normalised encoder input
+    model_input: Value  # 1x3xSxS float32 normalised encoder input, where the preprocessing graph left it
 
     @property
     def fitted_hw(self) -> tuple[int, int]:
@@ -65,38 +75,47 @@ class Features:
 
 
 @dataclass(frozen=True)
+class Decoded:
+    logits: Value  # Nx256x256 float32, the first multimask output of each prompt
+    scores: np.ndarray  # N float32, on the host (the statistics read them)
+
+
+@dataclass(frozen=True)
 class Timings:
-    """Milliseconds per stage, in the order the stages ran; `total` is their sum."""
+    """Milliseconds per stage, in the order the stages ran; `total` is their sum, `host` the part of it
+    spent outside engine runs (fitting, sampling, copies, bookkeeping)."""
 
     stages: tuple[tuple[str, float], ...] = ()
+    engine_ms: float = 0.0
 
     @property
     def total(self) -> float:
         return round(sum(ms for _, ms in self.stages), 3)
 
     def as_dict(self) -> dict[str, float]:
-        return {**dict(self.stages), "total": self.total}
+        return {**dict(self.stages), "total": self.total, "host": round(self.total - self.engine_ms, 3)}
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Outputs at the input image's size, plus what produced them."""
+    """Outputs at the input image's size (the maps not asked for are None), plus what produced them."""
 
-    binary: np.ndarray  # HxW bool
-    probability: np.ndarray  # HxW float32 in [0, 1]
-    uncertainty: np.ndarray  # HxW float32 in [0, 1]
+    binary: np.ndarray | None  # HxW bool
+    probability: np.ndarray | None  # HxW float32 in [0, 1]
+    uncertainty: np.ndarray | None  # HxW float32 in [0, 1]
     points: np.ndarray  # Nx1x2 (x, y) in the fitted frame
     scores: np.ndarray  # N float32
-    low_res_logits: np.ndarray  # Nx256x256 float32
+    low_res_logits: np.ndarray | None  # Nx256x256 float32, when kept
     statistics: procedure.MaskStatistics
     timings: Timings = field(default_factory=Timings)
 
 
-class _Stopwatch:
-    """Collects (stage, ms) pairs for one prediction."""
+class _Clock:
+    """One prediction's stage timings, and the time spent inside engine runs."""
 
     def __init__(self) -> None:
         self.stages: list[tuple[str, float]] = []
+        self.engine_ms = 0.0
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -104,51 +123,97 @@ class _Stopwatch:
         yield
         self.stages.append((name, round((time.perf_counter() - start) * 1000.0, 3)))
 
+    def run(self, graph: Graph, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
+        start = time.perf_counter()
+        try:
+            return graph.run(feeds, fetch)
+        finally:
+            self.engine_ms += (time.perf_counter() - start) * 1000.0
+
     def timings(self) -> Timings:
-        return Timings(tuple(self.stages))
+        return Timings(tuple(self.stages), round(self.engine_ms, 3))
+
+
+def _handed(source: Graph, target: Graph, values: Mapping[str, Value]) -> dict[str, Value]:
+    """Values from `source` as `target` takes them: as they are on the same engine, else via the host."""
+    if source.engine == target.engine:
+        return dict(values)
+    return {name: source.to_host(value) for name, value in values.items()}
 
 
 class Segmenter:
     def __init__(
-        self, *, manifest: Manifest, encoder: Graph, decoder: Graph, decoder_batch: int, precision: Precision = "fp32"
+        self,
+        *,
+        manifest: Manifest,
+        preprocess: Graph,
+        encoder: Graph,
+        decoder: Graph,
+        procedure: Graph,
+        decoder_batch: int,
+        precision: Precision = "fp32",
     ) -> None:
         if [item.name for item in fields(Features)] != list(ENCODER_OUTPUTS):
             raise ValueError("Features does not name the encoder's outputs")
         self.manifest = manifest
         self.precision = precision  # the variant served: "fp32" or a reduced one (model.variants)
-        self.encoder = encoder
-        self.decoder = decoder
+        self.preprocess, self.encoder, self.decoder, self.procedure = preprocess, encoder, decoder, procedure
         self.decoder_batch = max(1, decoder_batch)
 
     @property
     def engines(self) -> str:
-        """The engine of each graph, e.g. `CPUExecutionProvider` or `OpenVINO-CPU-bf16+CPUExecutionProvider`."""
-        return "+".join(dict.fromkeys((self.encoder.engine, self.decoder.engine)))
+        """The engines of the graphs, e.g. `CPUExecutionProvider` or `CPUExecutionProvider+OpenVINO-CPU-bf16`."""
+        graphs = (self.preprocess, self.encoder, self.decoder, self.procedure)
+        return "+".join(dict.fromkeys(graph.engine for graph in graphs))
 
-    def prepare(self, image_rgb: np.ndarray) -> PreparedImage:
-        prep = self.manifest.preprocessing
-        fitted = preprocess.fit_image(image_rgb, prep.fit_size)
-        return PreparedImage(
-            input_hw=(image_rgb.shape[0], image_rgb.shape[1]),
-            fitted=fitted,
-            tensor=preprocess.encoder_input(fitted, prep),
-        )
+    def prepare(self, image_rgb: np.ndarray, clock: _Clock | None = None) -> PreparedImage:
+        clock = clock or _Clock()
+        fitted = preprocess.fit_image(image_rgb, self.manifest.preprocessing.fit_size)
+        outputs = clock.run(self.preprocess, {PREPROCESS_INPUT: fitted})
+        return PreparedImage((image_rgb.shape[0], image_rgb.shape[1]), fitted, outputs[PREPROCESS_OUTPUT])
 
-    def encode(self, tensor: np.ndarray) -> Features:
-        outputs = self.encoder.run({"image": tensor[None]})
-        return Features(**{name: outputs[name] for name in ENCODER_OUTPUTS})
+    def encode(self, prepared: PreparedImage, clock: _Clock | None = None) -> Features:
+        clock = clock or _Clock()
+        feed = _handed(self.preprocess, self.encoder, {"image": prepared.model_input})
+        return Features(**clock.run(self.encoder, feed, ENCODER_OUTPUTS))
 
-    def decode(self, features: Features, model_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nx1x2 float32 points in the model frame -> (Nx256x256 logits, N scores) on the host, in chunks."""
-        logits, scores = [], []
-        image_side = features.decoder_feed()
+    def decode(self, features: Features, model_points: np.ndarray, clock: _Clock | None = None) -> Decoded:
+        """Nx1x2 float32 points in the model frame -> logits and scores, in chunks of `decoder_batch` prompts.
+
+        One chunk (a GPU takes all prompts at once) leaves the logits on the device; several (one prompt per
+        call measured fastest on a CPU) are joined on the host, which is the CPU's memory anyway.
+        """
+        clock = clock or _Clock()
+        image_side = _handed(self.encoder, self.decoder, features.decoder_feed())
+        chunks = []
         for start in range(0, len(model_points), self.decoder_batch):
-            chunk = model_points[start : start + self.decoder_batch]
-            labels = np.ones((len(chunk), 1), dtype=np.int32)
-            outputs = self.decoder.run({**image_side, "point_coords": chunk, "point_labels": labels})
-            logits.append(self.decoder.to_host(outputs["low_res_logits"]))
-            scores.append(self.decoder.to_host(outputs["scores"]))
-        return np.concatenate(logits), np.concatenate(scores)
+            points = model_points[start : start + self.decoder_batch]
+            labels = np.ones((len(points), 1), dtype=np.int32)
+            chunks.append(clock.run(self.decoder, {**image_side, "point_coords": points, "point_labels": labels}))
+        scores = np.concatenate([self.decoder.to_host(chunk["scores"]) for chunk in chunks])
+        if len(chunks) == 1:
+            return Decoded(chunks[0]["low_res_logits"], scores)
+        return Decoded(np.concatenate([self.decoder.to_host(chunk["low_res_logits"]) for chunk in chunks]), scores)
+
+    def finish(
+        self,
+        prepared: PreparedImage,
+        decoded: Decoded,
+        options: PredictOptions,
+        clock: _Clock | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The procedure graph: the asked-for maps and `area_px`, at the input size, on the host."""
+        clock = clock or _Clock()
+        threshold = self.manifest.procedure.threshold if options.threshold is None else options.threshold
+        feeds = {
+            **_handed(self.decoder, self.procedure, {"low_res_logits": decoded.logits}),
+            "scores": decoded.scores,
+            "threshold": np.asarray(threshold, dtype=np.float32),
+            "fitted_hw": np.asarray(prepared.fitted_hw, dtype=np.int64),
+            "input_hw": np.asarray(prepared.input_hw, dtype=np.int64),
+        }
+        outputs = clock.run(self.procedure, feeds, (*options.maps, "area_px"))
+        return {name: self.procedure.to_host(value) for name, value in outputs.items()}
 
     def prompt_points(self, prepared: PreparedImage, options: PredictOptions) -> np.ndarray:
         """Nx1x2 points (x, y) in the fitted frame: the caller's explicit ones, or the seeded sample."""
@@ -162,44 +227,27 @@ class Segmenter:
     def predict(self, image_rgb: np.ndarray, options: PredictOptions | None = None) -> Prediction:
         """HxWx3 uint8 RGB -> Prediction at HxW. Raises PromptOutsideImage for a bad explicit prompt."""
         options = options or PredictOptions()
-        clock = _Stopwatch()
+        clock = _Clock()
         with clock.stage("preprocess"):
-            prepared = self.prepare(image_rgb)
+            prepared = self.prepare(image_rgb, clock)
             points = self.prompt_points(prepared, options)
         with clock.stage("encoder"):
-            features = self.encode(prepared.tensor)
+            features = self.encode(prepared, clock)
         with clock.stage("decoder"):
             model_points = procedure.to_model_frame(points, prepared.fitted_hw, self.manifest.preprocessing.image_size)
-            low_res_logits, scores = self.decode(features, model_points)
+            decoded = self.decode(features, model_points, clock)
         with clock.stage("postprocess"):
-            prediction = self.postprocess(prepared, points, low_res_logits, scores, options.threshold)
-        return replace(prediction, timings=clock.timings())
-
-    def postprocess(
-        self,
-        prepared: PreparedImage,
-        points: np.ndarray,
-        low_res_logits: np.ndarray,
-        scores: np.ndarray,
-        threshold: float | None = None,
-    ) -> Prediction:
-        """Ensemble, threshold and uncertainty in the fitted frame, then resized to the input size."""
-        defaults = self.manifest.procedure
-        threshold = defaults.threshold if threshold is None else threshold
-        probability_fitted = procedure.ensemble_probability(
-            low_res_logits, scores, prepared.fitted_hw, defaults.mask_logit_threshold
-        )
-        binary_fitted = (probability_fitted > threshold).astype(np.uint8)
-        binary = procedure.resize_to(binary_fitted, prepared.input_hw, cv2.INTER_NEAREST).astype(bool)
-        uncertainty = procedure.uncertainty_map(low_res_logits, scores, defaults.logit_clamp)
+            maps = self.finish(prepared, decoded, options, clock)
+            logits = self.decoder.to_host(decoded.logits) if options.keep_logits else None
         return Prediction(
-            binary=binary,
-            probability=procedure.resize_to(probability_fitted, prepared.input_hw, cv2.INTER_LINEAR),
-            uncertainty=procedure.resize_to(uncertainty, prepared.input_hw, cv2.INTER_LINEAR),
+            binary=maps.get("binary"),
+            probability=maps.get("probability"),
+            uncertainty=maps.get("uncertainty"),
             points=points,
-            scores=scores,
-            low_res_logits=low_res_logits,
-            statistics=procedure.mask_statistics(binary, scores),
+            scores=decoded.scores,
+            low_res_logits=logits,
+            statistics=procedure.mask_statistics(int(maps["area_px"]), prepared.input_hw, decoded.scores),
+            timings=clock.timings(),
         )
 
 

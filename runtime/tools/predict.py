@@ -112,7 +112,7 @@ class Batch:
         except OSError as exc:
             return summary_row(item, FAILED, f"cannot write its outputs ({exc.strerror or exc})")
         self.seconds.append(time.perf_counter() - start)
-        return summary_row(item, OK, prediction=prediction)
+        return summary_row(item, OK, prediction=prediction, image_hw=image.shape[:2])
 
     def save_summary(self) -> None:
         from vreyesam.runtime.media.files import write_bytes_atomic
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from vreyesam.runtime.model.segmenter import PredictOptions
 
-    options = PredictOptions(points=args.points, threshold=args.threshold, seed=args.seed)
+    options = PredictOptions(points=args.points, threshold=args.threshold, seed=args.seed, keep_logits=False)
     batch = Batch(
         segmenter=segmenter,
         options=options,

@@ -32,16 +32,22 @@ COLUMNS = (
 Row = dict[str, str]
 
 
-def summary_row(item: InputFile, status: str, error: str = "", prediction: Prediction | None = None) -> Row:
+def summary_row(
+    item: InputFile,
+    status: str,
+    error: str = "",
+    prediction: Prediction | None = None,
+    image_hw: tuple[int, int] = (0, 0),
+) -> Row:
     row = dict.fromkeys(COLUMNS, "")
     row.update(input=item.relative.as_posix(), stem=item.stem, status=status, error=error)
     if prediction is not None:
-        row.update(_prediction_fields(prediction))
+        row.update(_prediction_fields(prediction, image_hw))
     return row
 
 
-def _prediction_fields(prediction: Prediction) -> Row:
-    height, width = prediction.binary.shape
+def _prediction_fields(prediction: Prediction, image_hw: tuple[int, int]) -> Row:
+    height, width = image_hw
     stats = prediction.statistics
     fields = {
         "width": str(width),
