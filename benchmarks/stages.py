@@ -36,12 +36,13 @@ def main() -> None:
     for _ in range(args.runs):
         for name, value in segmenter.predict(image).timings.as_dict().items():
             stages.setdefault(name, []).append(value)
-    tensor = segmenter.prepare(image).tensor
-    batch = np.repeat(tensor[None], args.batch, axis=0)
-    segmenter.encoder.run(None, {"image": batch})
+    prepared = segmenter.prepare(image)
+    tensor = segmenter.preprocess.to_host(prepared.model_input)
+    batch = np.repeat(tensor, args.batch, axis=0)
+    segmenter.encoder.run({"image": batch})
     mark = time.perf_counter()
     for _ in range(3):
-        segmenter.encoder.run(None, {"image": batch})
+        segmenter.encoder.run({"image": batch})
     batched_ms = (time.perf_counter() - mark) * 1000.0 / 3 / args.batch
     report = {
         "provider": segmenter.engines,

@@ -109,8 +109,11 @@ def _fold(path: Path) -> None:
 
 _ONNX_TYPES = {
     onnx.TensorProto.FLOAT: "float32",
-    onnx.TensorProto.INT32: "int32",
     onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.BOOL: "bool",
 }
 
 

@@ -1,8 +1,8 @@
 """The runtime's surface for the exporter: all that `vreyesam.export` may use of the rooms, in one place.
 
 The exporter proves its graphs by running them exactly as the server will, so it needs the runtime's way
-to open a model directory, the procedure's functions, the golden sample, encryption, the agreement
-measures and the synthetic eye generator (its calibration set). Besides this module the exporter imports
+to open a model directory, the host's part of the procedure (fitting, prompt points), the golden sample,
+encryption, the agreement measures and the synthetic eye generator (its calibration set). Besides this module the exporter imports
 only the kernel (`manifest`, `vocabulary`); tests/test_boundaries.py holds it to that.
 """
 
@@ -17,7 +17,7 @@ from vreyesam.runtime.model.crypto import ModelKeyError, encrypt, new_key_text, 
 from vreyesam.runtime.model.golden import GoldenMismatch, GoldenSample, run_golden, save_golden
 from vreyesam.runtime.model.loader import LoadOptions, build_segmenter, load_segmenter
 from vreyesam.runtime.model.preprocess import fit_image
-from vreyesam.runtime.model.procedure import resize_to, sample_points, to_model_frame, upscale_logits
+from vreyesam.runtime.model.procedure import sample_points, to_model_frame
 from vreyesam.runtime.model.segmenter import PredictOptions, PreparedImage, Segmenter
 from vreyesam.runtime.model.variants import REDUCED_GRAPHS, Choice
 from vreyesam.runtime.tools.synth import generate as synthetic_eyes
@@ -47,11 +47,9 @@ __all__ = [
     "read_image_file",
     "read_model_files",
     "relative_error",
-    "resize_to",
     "run_golden",
     "sample_points",
     "save_golden",
     "synthetic_eyes",
     "to_model_frame",
-    "upscale_logits",
 ]

@@ -47,6 +47,7 @@ def readyz(request: Request) -> JSONResponse:
         {
             "status": "ready",
             "provider": segmenter.engines,
+            "graphs": segmenter.graph_engines,
             "model": {
                 "name": manifest.model_name,
                 "version": manifest.model_version,

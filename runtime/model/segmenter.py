@@ -162,9 +162,15 @@ class Segmenter:
 
     @property
     def engines(self) -> str:
-        """The engines of the graphs, e.g. `CPUExecutionProvider` or `CPUExecutionProvider+OpenVINO-CPU-bf16`."""
-        graphs = (self.preprocess, self.encoder, self.decoder, self.procedure)
+        """The engines, the networks' first: `CPUExecutionProvider`, `OpenVINO-CPU-bf16+CPUExecutionProvider`..."""
+        graphs = (self.encoder, self.decoder, self.preprocess, self.procedure)
         return "+".join(dict.fromkeys(graph.engine for graph in graphs))
+
+    @property
+    def graph_engines(self) -> dict[str, str]:
+        """Each graph's engine, in the order they run."""
+        graphs = {"preprocess": self.preprocess, "encoder": self.encoder, "decoder": self.decoder}
+        return {role: graph.engine for role, graph in {**graphs, "procedure": self.procedure}.items()}
 
     def prepare(self, image_rgb: np.ndarray, clock: _Clock | None = None) -> PreparedImage:
         clock = clock or _Clock()

@@ -9,7 +9,7 @@ import pytest
 
 from vreyesam.cli import main
 from vreyesam.export.builder import _encrypt
-from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest
+from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, read_manifest
 from vreyesam.runtime.model import crypto
 from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
@@ -31,14 +31,11 @@ def encrypted_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, key
 def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes, model_dir: Path) -> None:
     manifest = read_manifest(encrypted_dir)
     assert manifest.encrypted is True
-    assert sorted(p.name for p in encrypted_dir.iterdir()) == [
-        "decoder.onnx.enc",
-        "encoder.onnx.enc",
-        "golden.npz",
-        MANIFEST_NAME,
-    ]
+    assert sorted(p.name for p in encrypted_dir.iterdir()) == sorted(
+        [*(f"{role}.onnx.enc" for role in GRAPHS), "golden.npz", MANIFEST_NAME]
+    )
     files = read_model_files(encrypted_dir, allow_random_weights=True, key=key)  # each file matches its pin
-    for role in ("encoder", "decoder"):
+    for role in GRAPHS:
         assert files.take_graph(role) == (model_dir / f"{role}.onnx").read_bytes()  # decrypted to the very graph
     blob = (encrypted_dir / "decoder.onnx.enc").read_bytes()
     assert blob.startswith(crypto.MAGIC) and b"onnx" not in blob[:4096].lower()

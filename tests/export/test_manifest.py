@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from vreyesam.runtime.engines.openvino_graph import bf16_supported
-from vreyesam.runtime.manifest import MANIFEST_NAME, read_manifest, sha256_hex
+from vreyesam.runtime.manifest import MANIFEST_NAME, PROCEDURE_INPUTS, PROCEDURE_OUTPUTS, read_manifest, sha256_hex
 
 
 def test_every_artifact_is_pinned(model_dir: Path) -> None:
     manifest = read_manifest(model_dir)
-    assert set(manifest.artifacts) == {"encoder", "decoder", "golden"}
+    assert set(manifest.artifacts) == {"preprocess", "encoder", "decoder", "procedure", "golden"}
     listed = {artifact.file for artifact in manifest.artifacts.values()}
     assert listed | {MANIFEST_NAME} == {p.name for p in model_dir.iterdir()}
     for artifact in manifest.artifacts.values():
@@ -39,6 +39,11 @@ def test_contract_fields(model_dir: Path) -> None:
     assert manifest.preprocessing.mean == (0.485, 0.456, 0.406)
     decoder_inputs = {spec.name: spec.shape for spec in manifest.artifacts["decoder"].inputs}
     assert decoder_inputs["point_coords"] == ["prompts", 1, 2]
+    assert [spec.name for spec in manifest.artifacts["preprocess"].inputs] == ["fitted"]
+    assert manifest.artifacts["preprocess"].inputs[0].dtype == "uint8"
+    procedure = manifest.artifacts["procedure"]
+    assert [spec.name for spec in procedure.inputs] == list(PROCEDURE_INPUTS)
+    assert [spec.name for spec in procedure.outputs] == list(PROCEDURE_OUTPUTS)
     assert manifest.fidelity.passed is True
     assert manifest.fidelity.problems == ()
     assert manifest.fidelity.worst is not None

@@ -14,6 +14,7 @@ import pytest
 import torch
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
+from tests import numpy_procedure
 from tests.conftest import RANDOM_SEED
 from vreyesam.export.fidelity import iou
 from vreyesam.export.meta_reference import ReferenceResult, run_reference
@@ -98,6 +99,19 @@ def test_scores_logits_and_uncertainty_match_reference(parity_results, case: str
     scale = np.abs(reference.low_res_logits).max()
     assert np.abs(ours.low_res_logits - reference.low_res_logits).max() / scale <= 1e-4
     assert np.abs(ours.uncertainty - reference.uncertainty).max() <= 1e-3
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_procedure_graph_agrees_with_the_numpy_procedure_it_replaced(parity_results, case: str) -> None:
+    """On the parity set, from our own decoder outputs: the graph's maps against the numpy procedure's."""
+    _, ours = parity_results[case]
+    height, width = ours.binary.shape
+    ratio = min(1024 / width, 1024 / height)
+    fitted_hw = (int(height * ratio), int(width * ratio))
+    replaced = numpy_procedure.maps(ours.low_res_logits, ours.scores, fitted_hw, (height, width), 0.2)
+    assert iou(ours.binary, replaced["binary"]) >= 0.999
+    one_prompt = 1.0 / len(ours.scores)
+    assert (np.abs(ours.probability - replaced["probability"]) <= one_prompt).mean() >= 0.999
 
 
 def test_gate_reference_equals_meta_predictor(model_dir: Path, predictor: SAM2ImagePredictor) -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.server_harness import ServerProcess, ready_server, serve_to_exit
-from vreyesam.runtime.manifest import MANIFEST_NAME, sha256_hex
+from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, sha256_hex
 from vreyesam.runtime.model import crypto
 
 API_KEY = "k-0123456789abcdef-test"
@@ -82,7 +82,7 @@ def encrypted_model(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     shutil.copytree(model_dir, target)
     key_text = crypto.new_key_text()
     raw = json.loads((target / MANIFEST_NAME).read_text())
-    for role in ("encoder", "decoder"):
+    for role in GRAPHS:
         plain = target / raw["artifacts"][role]["file"]
         sealed = plain.with_name(plain.name + ".enc")
         sealed.write_bytes(crypto.encrypt(plain.read_bytes(), crypto.parse_key(key_text), role))
