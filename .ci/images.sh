@@ -344,8 +344,10 @@ check_canary() { # no layer, config or history of IMAGE contains the fake token
 # The image's own command, as its USER, with a read-only root filesystem and a tmpfs on /tmp (chroot into a
 # read-only bind of the mounted image, in private mount and pid namespaces): sets the array SERVE_CMD.
 SERVE_CMD=()
-serve_command() { # serve_command IMAGE MOUNTPOINT PORT
+serve_command() { # serve_command IMAGE MOUNTPOINT PORT [NAME=VALUE ...]  (extra environment for the server)
     local image=$1 m=$2 port=$3 ro
+    shift 3
+    local -a extra=("$@")
     new_tmpdir
     ro=$TMPD
     local -a envs cmd
@@ -367,7 +369,7 @@ serve_command() { # serve_command IMAGE MOUNTPOINT PORT
         mount -o remount,ro "$ro/dev"
         exec chroot --userspec="$user" "$ro" /usr/bin/env -i --chdir="$workdir" "$@"
     ' _ "$m" "$ro" "$user" "$workdir" "${envs[@]}" VREYESAM_HOST=127.0.0.1 "VREYESAM_PORT=$port" \
-        VREYESAM_ALLOW_RANDOM_WEIGHTS=1 "${cmd[@]}")
+        VREYESAM_ALLOW_RANDOM_WEIGHTS=1 "${extra[@]}" "${cmd[@]}")
 }
 
 smoke_run() { # serve IMAGE's model over HTTP and segment a PNG, with the test suite's server harness
@@ -404,6 +406,25 @@ print("uid", os.getuid(), "cannot import torch, cannot modify", p)
 ' >&2 || die "$image: the service user can modify the model"
 }
 
+# The GPU image on this machine, which has no GPU: `auto` serves on the CPU (smoke), an explicit `cuda`
+# refuses to start with one line and exit code 1, before opening its port.
+smoke_gpu_without_gpu() { # smoke_gpu_without_gpu IMAGE
+    local image=$1 c m out code
+    c=$(B from --quiet --pull-never "$image")
+    CONTAINERS+=("$c")
+    m=$(B mount "$c")
+    smoke_static "$image" "$m"
+    smoke_run "$image" "$m"
+    serve_command "$image" "$m" "$(free_port)" VREYESAM_DEVICE=cuda
+    set +e
+    out=$(timeout 120 "${SERVE_CMD[@]}" 2>&1)
+    code=$?
+    set -e
+    [[ $code == 1 && $(wc -l <<<"$out") == 1 && $out == "vreyesam serve: error: device 'cuda' requested but no GPU"* ]] \
+        || die "$image with VREYESAM_DEVICE=cuda and no GPU: expected one refusal line and exit 1, got $code: $out"
+    log "$image: VREYESAM_DEVICE=cuda without a GPU refused in one line: $out"
+}
+
 smoke() { # smoke IMAGE [CANARY]
     local image=$1 canary=${2:-} c m
     c=$(B from --quiet --pull-never "$image")
@@ -435,10 +456,12 @@ ci_all() {
     RANDOM_WEIGHTS=1
     stage model do_model
     stage serve do_serve
+    stage serve-gpu do_serve_gpu
     stage space do_space
     HF_TOKEN=
     stage smoke-serve smoke "$(img vreyesam-serve)" "$canary"
     stage smoke-space smoke "$(img vreyesam-space)" "$canary"
+    stage smoke-serve-gpu smoke_gpu_without_gpu "$(img vreyesam-serve-gpu)"
     stage canary-model check_canary "$(img vreyesam-model)" "$canary"
     sizes
     printf '%s\n' "${TIMINGS[@]}" "stage total: $((SECONDS - t_all)) s" >&2

@@ -22,13 +22,15 @@ import onnx
 import torch
 from onnxscript import optimizer
 
-from vreyesam.export import fidelity, graphs, model, preprocess_graph, procedure_graph, weights
+from vreyesam.export import fidelity, graphs, model, preprocess_graph, procedure_graph, variant_gate, weights
+from vreyesam.export.artifacts import artifact
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import surface
 from vreyesam.runtime.manifest import (
     DECODER,
     ENCODER,
     GOLDEN,
+    GRAPH_ROLES,
     GRAPHS,
     MANIFEST_NAME,
     PREPROCESS,
@@ -40,12 +42,10 @@ from vreyesam.runtime.manifest import (
     Manifest,
     Preprocessing,
     ProcedureDefaults,
-    TensorSpec,
-    Variant,
     WeightsSource,
     sha256_hex,
 )
-from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES, REDUCED_PRECISIONS, Precision
+from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES
 
 log = logging.getLogger("vreyesam.export")
 
@@ -53,8 +53,6 @@ MODEL_NAME = "vreyesam-sam2-hiera-s"
 OPSET = 17
 GOLDEN_POINTS = 4
 GOLDEN_TOLERANCE = {"logits_relative_error": 1e-2, "scores_max_abs_error": 1e-2, "final_mask_iou": 0.99}
-# The start-up self-test of a variant catches a broken engine; its fidelity is proven by the gate.
-VARIANT_GOLDEN_TOLERANCE = {"logits_relative_error": 5e-2, "scores_max_abs_error": 5e-2, "final_mask_iou": 0.95}
 CALIBRATION_SEED = 20251127
 # Built-in calibration set: (width, height, mode) of synthetic eye images, VRBiom size first.
 CALIBRATION_SHAPES = ((400, 300, "nir"), (400, 300, "rgb"), (640, 480, "nir"), (300, 400, "rgb"))
@@ -105,36 +103,6 @@ def _fold(path: Path) -> None:
     if any(node.op_type == "If" for node in folded.graph.node):
         raise ExportError(f"{path.name} still holds data-dependent If nodes after folding")
     onnx.save(folded, str(path))
-
-
-_ONNX_TYPES = {
-    onnx.TensorProto.FLOAT: "float32",
-    onnx.TensorProto.FLOAT16: "float16",
-    onnx.TensorProto.INT32: "int32",
-    onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.UINT8: "uint8",
-    onnx.TensorProto.BOOL: "bool",
-}
-
-
-def _specs(values: list[onnx.ValueInfoProto]) -> list[TensorSpec]:
-    specs = []
-    for value in values:
-        tensor = value.type.tensor_type
-        shape = [dim.dim_param or dim.dim_value for dim in tensor.shape.dim]
-        specs.append(
-            TensorSpec(name=value.name, dtype=_ONNX_TYPES.get(tensor.elem_type, str(tensor.elem_type)), shape=shape)
-        )
-    return specs
-
-
-def _artifact(path: Path) -> Artifact:
-    inputs: list[TensorSpec] = []
-    outputs: list[TensorSpec] = []
-    if path.suffix == ".onnx":
-        graph = onnx.load(str(path), load_external_data=False).graph
-        inputs, outputs = _specs(list(graph.input)), _specs(list(graph.output))
-    return Artifact(file=path.name, sha256=sha256_hex(path), bytes=path.stat().st_size, inputs=inputs, outputs=outputs)
 
 
 def _tool_versions() -> dict[str, str]:
@@ -215,59 +183,10 @@ def _manifest(source: WeightsSource, artifacts: dict[str, Artifact], fidelity_re
     )
 
 
-def _gate_variant(
-    staging: Path,
-    name: Precision,
-    outcomes: list[fidelity.ReferenceOutcome],
-    sample: surface.GoldenSample,
-) -> Variant:
-    encoder, decoder = surface.REDUCED_GRAPHS[name]
-    choice = surface.Choice(name=name, encoder=encoder, decoder=decoder, golden_tolerance=VARIANT_GOLDEN_TOLERANCE)
-    tolerance = dict(VARIANT_GOLDEN_TOLERANCE)
-    try:
-        files = surface.read_model_files(staging, allow_random_weights=True)
-        segmenter = surface.build_segmenter(files, [surface.CPU_PROVIDER], choice, surface.LoadOptions(device="cpu"))
-    except surface.ModelLoadError as exc:
-        report = FidelityReport(passed=False, problems=(f"{name} failed to load: {exc}",))
-        return Variant(encoder, decoder, passed=False, fidelity=report, golden_tolerance={})
-    results = [fidelity.measure_image(segmenter, outcome) for outcome in outcomes]
-    problems = fidelity.failures(results, fidelity.REDUCED_PRECISION)
-    try:
-        surface.run_golden(segmenter, sample, tolerance)
-    except surface.GoldenMismatch as exc:
-        problems.append(str(exc))
-    report = fidelity.report(results, fidelity.REDUCED_PRECISION, problems, segmenter.engines)
-    return Variant(encoder=encoder, decoder=decoder, passed=report.passed, fidelity=report, golden_tolerance=tolerance)
-
-
-def _gate_variants(
-    staging: Path,
-    outcomes: list[fidelity.ReferenceOutcome],
-    sample: surface.GoldenSample,
-    progress: Callable[[str], None],
-) -> dict[str, Variant]:
-    """Each reduced-precision variant with its gate verdict; none where this machine cannot run bf16."""
-    if not surface.bf16_supported():
-        progress("bf16 variants not gated: this machine lacks OpenVINO or a CPU with native bf16; fp32 only")
-        return {}
-    gated = {}
-    for name in REDUCED_PRECISIONS:
-        variant = gated[name] = _gate_variant(staging, name, outcomes, sample)
-        worst = variant.fidelity.worst
-        figures = (
-            f"logits relative error {worst.logits_relative_error:.2e}, "
-            f"confident-pixel IoU {worst.confident_pixel_iou:.4f}"
-            if worst
-            else "; ".join(variant.fidelity.problems)
-        )
-        progress(f"variant {name}: {'passed' if variant.passed else 'rejected'} ({figures})")
-    return gated
-
-
 def _encrypt(staging: Path, manifest: Manifest, key: bytes) -> Manifest:
     """Replace each graph by its AES-GCM ciphertext (`*.onnx.enc`); the golden sample stays readable."""
     artifacts = dict(manifest.artifacts)
-    for role in GRAPHS:
+    for role in (role for role in GRAPH_ROLES if role in artifacts):
         plain = staging / artifacts[role].file
         sealed = plain.with_name(plain.name + ".enc")
         sealed.write_bytes(surface.encrypt(plain.read_bytes(), key, role))
@@ -316,8 +235,8 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         progress("recording the golden sample")
         sample = _golden_sample(reference, prep, ProcedureDefaults())
         surface.save_golden(staging / "golden.npz", sample)
-        artifacts = {role: _artifact(paths[role]) for role in GRAPHS}
-        artifacts[GOLDEN] = _artifact(staging / "golden.npz")
+        artifacts = {role: artifact(paths[role]) for role in GRAPHS}
+        artifacts[GOLDEN] = artifact(staging / "golden.npz")
         pending = _manifest(source, artifacts, FidelityReport(passed=False, problems=("not gated yet",)))
         (staging / MANIFEST_NAME).write_text(pending.to_json(), encoding="utf-8")
         try:
@@ -334,7 +253,7 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         if problems:
             raise ExportError("fidelity gate failed: " + "; ".join(problems))
         if request.reduced_variants:
-            manifest = replace(manifest, variants=_gate_variants(staging, outcomes, sample, progress))
+            manifest = variant_gate.gate_variants(staging, manifest, outcomes, sample, images, progress)
         if request.encryption_key is not None:
             progress("encrypting the ONNX graphs")
             manifest = _encrypt(staging, manifest, request.encryption_key)

@@ -30,6 +30,11 @@ PROCEDURE = "procedure"
 GOLDEN = "golden"
 GRAPHS = (PREPROCESS, ENCODER, DECODER, PROCEDURE)
 REQUIRED_ARTIFACTS = (*GRAPHS, GOLDEN)
+# Optional: the fp16 encoder graph of the `fp16-encoder` variant, and the calibration images the serving
+# device gates that variant on (it is converted on a build machine without a GPU).
+ENCODER_FP16 = "encoder-fp16"
+CALIBRATION = "calibration"
+GRAPH_ROLES = (*GRAPHS, ENCODER_FP16)  # the artifacts that are ONNX graphs (encrypted when the model is)
 
 # Tensor names of the graphs: the encoder's outputs, in order, and the decoder's per-image inputs (all of
 # the encoder's outputs but the raw embedding, which is there for the export's embedding check).

@@ -2,8 +2,9 @@
 
 The exporter proves its graphs by running them exactly as the server will, so it needs the runtime's way
 to open a model directory, the host's part of the procedure (fitting, prompt points), the golden sample,
-encryption, the agreement measures and the synthetic eye generator (its calibration set). Besides this module the exporter imports
-only the kernel (`manifest`, `vocabulary`); tests/test_boundaries.py holds it to that.
+encryption, the agreement measures and the synthetic eye generator (its calibration set). Besides this
+module the exporter imports only the kernel (`manifest`, `vocabulary`); tests/test_boundaries.py holds it to
+that.
 """
 
 from __future__ import annotations

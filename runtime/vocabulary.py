@@ -12,14 +12,18 @@ from typing import Literal, get_args
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[Device, ...] = get_args(Device)
 
-# The precision of one graph.
-GraphPrecision = Literal["fp32", "bf16"]
+# The precision of one graph: bf16 runs the fp32 graph on OpenVINO's CPU plugin; fp16 is a graph of its own
+# (converted at export, for the CUDA provider).
+GraphPrecision = Literal["fp32", "bf16", "fp16"]
 # A served model: the fp32 graphs, or a reduced-precision variant the export gated.
-Precision = Literal["fp32", "bf16", "bf16-encoder"]
+Precision = Literal["fp32", "bf16", "bf16-encoder", "fp16-encoder"]
 PRECISION_NAMES: tuple[Precision, ...] = get_args(Precision)
-REDUCED_PRECISIONS: tuple[Precision, ...] = ("bf16", "bf16-encoder")  # the variants, fastest first
+# The variants by device, fastest first: `auto` takes the first that passed its gates and can run here.
+CPU_VARIANTS: tuple[Precision, ...] = ("bf16", "bf16-encoder")
+GPU_VARIANTS: tuple[Precision, ...] = ("fp16-encoder",)
+REDUCED_PRECISIONS: tuple[Precision, ...] = (*CPU_VARIANTS, *GPU_VARIANTS)
 # What a caller may ask for: a precision, or `auto` (the fastest variant the export passed that runs here).
-PrecisionRequest = Literal["auto", "fp32", "bf16", "bf16-encoder"]
+PrecisionRequest = Literal["auto", "fp32", "bf16", "bf16-encoder", "fp16-encoder"]
 PRECISION_REQUESTS: tuple[PrecisionRequest, ...] = get_args(PrecisionRequest)
 
 # The results a prediction can be rendered as. `mask` is the binary mask (0/255 PNG, plus COCO RLE over HTTP).

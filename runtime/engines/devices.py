@@ -1,11 +1,15 @@
 """Device -> onnxruntime execution providers.
 
-`auto` takes the CUDA execution provider when onnxruntime-gpu and a GPU are present, else the CPU. An
-explicit `cuda` that cannot be honoured is an error: onnxruntime itself would silently fall back to the
-CPU, so `OnnxRuntimeGraph` also checks the provider actually in use once the session is built.
+`auto` takes the CUDA execution provider when onnxruntime-gpu is installed and the NVIDIA driver reports a
+GPU, else the CPU: the GPU serving image started on a host without a GPU (or without `--gpus`) serves on
+the CPU. An explicit `cuda` that cannot be honoured is an error: onnxruntime itself would silently fall
+back to the CPU, so `OnnxRuntimeGraph` also checks the provider actually in use once the session is built.
 """
 
 from __future__ import annotations
+
+import ctypes
+import functools
 
 import onnxruntime as ort
 
@@ -16,8 +20,21 @@ CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
+@functools.cache
+def cuda_device_count() -> int:
+    """GPUs the NVIDIA driver reports (0 without the driver: the CUDA wheels alone do not make a GPU)."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
 def _cuda_usable() -> bool:
-    if CUDA_PROVIDER not in ort.get_available_providers():
+    if CUDA_PROVIDER not in ort.get_available_providers() or cuda_device_count() == 0:
         return False
     # onnxruntime-gpu >= 1.21 can locate CUDA/cuDNN from pip packages or torch; harmless if absent.
     preload = getattr(ort, "preload_dlls", None)
@@ -39,7 +56,7 @@ def resolve_providers(device: Device) -> list[str]:
         return [CUDA_PROVIDER, CPU_PROVIDER]
     if device == "cuda":
         raise DeviceUnavailable(
-            "device 'cuda' requested but the CUDA execution provider is not available "
-            "(install the [gpu] extra, onnxruntime-gpu, on a machine with an NVIDIA GPU)"
+            "device 'cuda' requested but no GPU is usable here (the [gpu] extra, onnxruntime-gpu, an NVIDIA "
+            "driver and a GPU given to the container, e.g. `docker run --gpus all`)"
         )
     return [CPU_PROVIDER]

@@ -54,6 +54,7 @@ def readyz(request: Request) -> JSONResponse:
                 "sha256": manifest.model_sha256,
                 "precision": segmenter.precision,
                 "random_weights": manifest.source.random_weights,
+                **({"refused_variants": segmenter.refused} if segmenter.refused else {}),
             },
         }
     )

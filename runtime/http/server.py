@@ -18,8 +18,8 @@ from vreyesam.runtime.http.app import create_app
 from vreyesam.runtime.http.auth import ApiKeyError, ApiKeys
 from vreyesam.runtime.http.logs import configure_logging
 from vreyesam.runtime.media.decode import configure_opencv_limits
-from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError, read_model_files
-from vreyesam.runtime.model.loader import load_options, plan, segmenter_from_files
+from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError
+from vreyesam.runtime.model.loader import load_options, segmenter_from_files, verified_files
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 
@@ -38,11 +38,7 @@ def preflight(settings: Settings) -> ModelFiles:
     if settings.model_dir is None or not settings.model_dir.is_dir():
         raise StartupError("model directory not found")
     try:
-        options = load_options(settings)
-        files = read_model_files(
-            settings.model_dir, allow_random_weights=settings.allow_random_weights, key=options.model_key
-        )
-        plan(files.manifest, options)
+        files = verified_files(settings.model_dir, load_options(settings))
         if settings.api_keys_file is not None:
             ApiKeys.from_file(settings.api_keys_file)
     except (ModelLoadError, SettingsError, ApiKeyError) as exc:

@@ -7,11 +7,12 @@ use. The plaintext of an encrypted graph exists only in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from vreyesam.runtime.manifest import (
     GOLDEN,
-    GRAPHS,
+    GRAPH_ROLES,
     Manifest,
     ManifestError,
     read_manifest,
@@ -25,14 +26,22 @@ class ModelLoadError(Exception):
 
 
 class ModelFiles:
-    """The verified contents of a model directory: its manifest, the golden sample, and the graphs' plaintext
-    ONNX bytes, each handed over once (`take_graph`) so that ~155 MB are freed as soon as the engines hold
-    them, whoever keeps this object."""
+    """The verified contents of a model directory: its manifest, the small artifacts (golden sample,
+    calibration images) and the graphs' plaintext ONNX bytes, each graph handed over once (`take_graph`)
+    so that its bytes are freed as soon as an engine holds it, whoever keeps this object."""
 
-    def __init__(self, manifest: Manifest, graphs: dict[str, bytes], golden: bytes) -> None:
+    def __init__(self, manifest: Manifest, graphs: dict[str, bytes], small: dict[str, bytes]) -> None:
         self.manifest = manifest
-        self.golden = golden
         self._graphs = dict(graphs)
+        self._small = dict(small)
+
+    @property
+    def golden(self) -> bytes:
+        return self._small[GOLDEN]
+
+    def small(self, role: str) -> bytes | None:
+        """A small artifact's bytes (golden, calibration), None when it was not read."""
+        return self._small.get(role)
 
     def take_graph(self, role: str) -> bytes:
         try:
@@ -42,7 +51,9 @@ class ModelFiles:
 
 
 def _read_pinned(model_dir: Path, manifest: Manifest, role: str) -> bytes:
-    artifact = manifest.artifacts[role]
+    artifact = manifest.artifacts.get(role)
+    if artifact is None:
+        raise ManifestError(f"manifest lists no {role} artifact")
     try:
         data = (model_dir / artifact.file).read_bytes()
     except FileNotFoundError:
@@ -65,16 +76,35 @@ def _plaintext(manifest: Manifest, role: str, data: bytes, key: bytes | None) ->
         raise ModelLoadError(str(exc)) from None
 
 
-def read_model_files(model_dir: Path, *, allow_random_weights: bool, key: bytes | None = None) -> ModelFiles:
-    """Manifest and artifacts, each read once and verified; ModelLoadError when it must not be served."""
+def servable_manifest(model_dir: Path, *, allow_random_weights: bool) -> Manifest:
+    """The manifest, if the directory has a valid one and the random-weights policy allows serving it."""
     try:
         manifest = read_manifest(model_dir)
-        if manifest.source.random_weights and not allow_random_weights:
-            raise ModelLoadError(
-                "model was exported with random weights (a demo); set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"
-            )
-        pinned = {role: _read_pinned(model_dir, manifest, role) for role in sorted(manifest.artifacts)}
     except ManifestError as exc:
         raise ModelLoadError(f"model directory failed verification: {exc}") from None
-    graphs = {role: _plaintext(manifest, role, pinned[role], key) for role in GRAPHS}
-    return ModelFiles(manifest=manifest, graphs=graphs, golden=pinned[GOLDEN])
+    if manifest.source.random_weights and not allow_random_weights:
+        raise ModelLoadError(
+            "model was exported with random weights (a demo); set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"
+        )
+    return manifest
+
+
+def read_model_files(
+    model_dir: Path,
+    *,
+    allow_random_weights: bool,
+    key: bytes | None = None,
+    roles: Iterable[str] | None = None,
+    manifest: Manifest | None = None,
+) -> ModelFiles:
+    """The artifacts `roles` (default: all) with the manifest, each read once and verified; ModelLoadError
+    when the directory must not be served. `manifest`: one already read by `servable_manifest`."""
+    manifest = manifest or servable_manifest(model_dir, allow_random_weights=allow_random_weights)
+    wanted = sorted(set(manifest.artifacts if roles is None else roles))
+    try:
+        pinned = {role: _read_pinned(model_dir, manifest, role) for role in wanted}
+    except ManifestError as exc:
+        raise ModelLoadError(f"model directory failed verification: {exc}") from None
+    graphs = {role: _plaintext(manifest, role, data, key) for role, data in pinned.items() if role in GRAPH_ROLES}
+    small = {role: data for role, data in pinned.items() if role not in GRAPH_ROLES}
+    return ModelFiles(manifest, graphs, small)

@@ -13,11 +13,20 @@ from vreyesam.runtime.engines.devices import CPU_PROVIDER, resolve_providers
 from vreyesam.runtime.engines.graph import DeviceUnavailable, EngineUnavailable, Graph
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
-from vreyesam.runtime.manifest import DECODER, ENCODER, ENCODER_OUTPUTS, PREPROCESS, PROCEDURE, Manifest
-from vreyesam.runtime.model import crypto, golden, variants
-from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError, read_model_files
+from vreyesam.runtime.manifest import (
+    CALIBRATION,
+    DECODER,
+    ENCODER,
+    ENCODER_OUTPUTS,
+    GOLDEN,
+    PREPROCESS,
+    PROCEDURE,
+    Manifest,
+)
+from vreyesam.runtime.model import crypto, device_gate, golden, variants
+from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError, read_model_files, servable_manifest
 from vreyesam.runtime.model.procedure import MAX_POINTS
-from vreyesam.runtime.model.segmenter import Segmenter
+from vreyesam.runtime.model.segmenter import Segmenter, replace_encoder
 from vreyesam.runtime.settings import Settings
 from vreyesam.runtime.vocabulary import Device, GraphPrecision, PrecisionRequest
 
@@ -63,6 +72,12 @@ def plan(manifest: Manifest, options: LoadOptions) -> tuple[list[str], variants.
     return providers, choice
 
 
+def artifacts_for(choice: variants.Choice) -> tuple[str, ...]:
+    """The artifacts a choice is built and checked from (an fp16 variant also needs fp32 and calibration)."""
+    roles = (PREPROCESS, choice.encoder_artifact, DECODER, PROCEDURE, GOLDEN)
+    return (*roles, ENCODER, CALIBRATION) if choice.gated_on_device else roles
+
+
 def _graph(model: bytes, precision: GraphPrecision, providers: list[str], options: LoadOptions) -> Graph:
     if precision == "bf16":
         return OpenVinoGraph(model, options.intra_op_threads)
@@ -77,9 +92,16 @@ def build_segmenter(
     if [spec.name for spec in manifest.artifacts[ENCODER].outputs] != list(ENCODER_OUTPUTS):
         raise ModelLoadError("the encoder's outputs do not match what this runtime reads")
     # Only the networks have reduced-precision variants; the preprocessing and procedure graphs run in fp32.
-    precisions = {PREPROCESS: "fp32", ENCODER: choice.encoder, DECODER: choice.decoder, PROCEDURE: "fp32"}
+    built: dict[str, tuple[str, GraphPrecision]] = {
+        PREPROCESS: (PREPROCESS, "fp32"),
+        ENCODER: (choice.encoder_artifact, choice.encoder),
+        DECODER: (DECODER, choice.decoder),
+        PROCEDURE: (PROCEDURE, "fp32"),
+    }
     try:
-        graphs = {role: _graph(files.take_graph(role), kind, providers, options) for role, kind in precisions.items()}
+        graphs = {
+            role: _graph(files.take_graph(source), kind, providers, options) for role, (source, kind) in built.items()
+        }
     except (DeviceUnavailable, EngineUnavailable) as exc:
         raise ModelLoadError(str(exc)) from None
     return Segmenter(
@@ -93,10 +115,38 @@ def build_segmenter(
     )
 
 
+def _gate_on_device(
+    segmenter: Segmenter, files: ModelFiles, providers: list[str], options: LoadOptions
+) -> tuple[Segmenter, variants.Choice]:
+    """An fp16 variant against fp32 on this device: the variant if it passes, else fp32 (for `auto`)."""
+    manifest = files.manifest
+    variant = manifest.variants[segmenter.precision]
+    thresholds = variant.fidelity.thresholds
+    calibration = files.small(CALIBRATION)
+    if thresholds is None or calibration is None:
+        raise ModelLoadError(f"variant {segmenter.precision} has no thresholds or calibration images to gate on")
+    fp32_encoder = _graph(files.take_graph(ENCODER), "fp32", providers, options)
+    result = device_gate.gate(segmenter, fp32_encoder, device_gate.calibration_images(calibration), thresholds)
+    if result.passed:
+        log.info("variant %s passed its gate on %s: %s", segmenter.precision, segmenter.engines, result)
+        return segmenter, variants.Choice(
+            segmenter.precision, variant.encoder, variant.decoder, variant.golden_tolerance
+        )
+    why = "; ".join(result.problems)
+    if options.precision != "auto":
+        raise ModelLoadError(f"precision {segmenter.precision!r} failed its gate on this device: {why}")
+    log.warning("variant %s refused on this device (%s): serving fp32", segmenter.precision, why)
+    fp32_segmenter = replace_encoder(segmenter, fp32_encoder, refused={segmenter.precision: why})
+    return fp32_segmenter, variants.fp32(manifest)
+
+
 def segmenter_from_files(files: ModelFiles, options: LoadOptions) -> Segmenter:
-    """A ready Segmenter from verified files: planned, built and (unless disabled) self-tested."""
+    """A ready Segmenter from verified files: planned, built, gated on the device where the variant needs
+    it, and (unless disabled) self-tested."""
     providers, choice = plan(files.manifest, options)
     segmenter = build_segmenter(files, providers, choice, options)
+    if choice.gated_on_device:
+        segmenter, choice = _gate_on_device(segmenter, files, providers, options)
     if options.self_test:
         try:
             errors = golden.run_golden(segmenter, golden.load_golden(files.golden), choice.golden_tolerance)
@@ -106,7 +156,16 @@ def segmenter_from_files(files: ModelFiles, options: LoadOptions) -> Segmenter:
     return segmenter
 
 
+def verified_files(model_dir: Path, options: LoadOptions) -> ModelFiles:
+    """What the variant these options choose needs of the model directory, each file read once and checked;
+    ModelLoadError when it cannot be served here (integrity, random-weights policy, key, device, precision)."""
+    manifest = servable_manifest(model_dir, allow_random_weights=options.allow_random_weights)
+    _, choice = plan(manifest, options)
+    return read_model_files(
+        model_dir, allow_random_weights=True, key=options.model_key, roles=artifacts_for(choice), manifest=manifest
+    )
+
+
 def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:
-    """Read the model directory once, verify it, and load it; ModelLoadError when it cannot be served."""
-    files = read_model_files(model_dir, allow_random_weights=options.allow_random_weights, key=options.model_key)
-    return segmenter_from_files(files, options)
+    """The model directory, verified and loaded; ModelLoadError when it cannot be served."""
+    return segmenter_from_files(verified_files(model_dir, options), options)

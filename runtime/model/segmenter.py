@@ -152,11 +152,13 @@ class Segmenter:
         procedure: Graph,
         decoder_batch: int,
         precision: Precision = "fp32",
+        refused: Mapping[str, str] | None = None,
     ) -> None:
         if [item.name for item in fields(Features)] != list(ENCODER_OUTPUTS):
             raise ValueError("Features does not name the encoder's outputs")
         self.manifest = manifest
         self.precision = precision  # the variant served: "fp32" or a reduced one (model.variants)
+        self.refused = dict(refused or {})  # variants that failed their gate on this device, and why
         self.preprocess, self.encoder, self.decoder, self.procedure = preprocess, encoder, decoder, procedure
         self.decoder_batch = max(1, decoder_batch)
 
@@ -255,6 +257,20 @@ class Segmenter:
             statistics=procedure.mask_statistics(int(maps["area_px"]), prepared.input_hw, decoded.scores),
             timings=clock.timings(),
         )
+
+
+def replace_encoder(segmenter: Segmenter, fp32_encoder: Graph, refused: Mapping[str, str]) -> Segmenter:
+    """The same segmenter with the fp32 encoder: what serves when a variant's encoder failed on the device."""
+    return Segmenter(
+        manifest=segmenter.manifest,
+        preprocess=segmenter.preprocess,
+        encoder=fp32_encoder,
+        decoder=segmenter.decoder,
+        procedure=segmenter.procedure,
+        decoder_batch=segmenter.decoder_batch,
+        precision="fp32",
+        refused=refused,
+    )
 
 
 def explicit_prompts(points_xy: np.ndarray, prepared: PreparedImage) -> np.ndarray:

@@ -7,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-import pytest
+import numpy as np
+import onnx
 
 from vreyesam.runtime.engines.openvino_graph import bf16_supported
 from vreyesam.runtime.manifest import MANIFEST_NAME, PROCEDURE_INPUTS, PROCEDURE_OUTPUTS, read_manifest, sha256_hex
@@ -15,7 +16,8 @@ from vreyesam.runtime.manifest import MANIFEST_NAME, PROCEDURE_INPUTS, PROCEDURE
 
 def test_every_artifact_is_pinned(model_dir: Path) -> None:
     manifest = read_manifest(model_dir)
-    assert set(manifest.artifacts) == {"preprocess", "encoder", "decoder", "procedure", "golden"}
+    required = {"preprocess", "encoder", "decoder", "procedure", "golden"}
+    assert required <= set(manifest.artifacts) <= {*required, "encoder-fp16", "calibration"}
     listed = {artifact.file for artifact in manifest.artifacts.values()}
     assert listed | {MANIFEST_NAME} == {p.name for p in model_dir.iterdir()}
     for artifact in manifest.artifacts.values():
@@ -53,10 +55,9 @@ def test_contract_fields(model_dir: Path) -> None:
     assert {"torch", "sam2", "onnx", "onnxruntime", "python"} <= set(manifest.tools)
 
 
-@pytest.mark.skipif(not bf16_supported(), reason="no OpenVINO or no native bf16 on this CPU: no variant is gated")
 def test_reduced_precision_variants_carry_their_gate_verdict(model_dir: Path) -> None:
     variants = read_manifest(model_dir).variants
-    assert set(variants) == {"bf16", "bf16-encoder"}
+    assert set(variants) == ({"bf16", "bf16-encoder"} if bf16_supported() else set()) | {"fp16-encoder"}
     for name, variant in variants.items():
         worst, thresholds = variant.fidelity.worst, variant.fidelity.thresholds
         assert worst is not None and thresholds is not None
@@ -64,7 +65,8 @@ def test_reduced_precision_variants_carry_their_gate_verdict(model_dir: Path) ->
         assert thresholds.min_confident_pixel_iou == 0.99
         within = worst.logits_relative_error <= 1e-2 and worst.confident_pixel_iou >= 0.99
         assert variant.passed is within, (name, worst)
-        assert variant.fidelity.measured_on.startswith("OpenVINO-CPU-bf16")
+        engine = "CPUExecutionProvider" if name == "fp16-encoder" else "OpenVINO-CPU-bf16"
+        assert variant.fidelity.measured_on.startswith(engine)
         assert bool(variant.fidelity.problems) is not variant.passed
         assert variant.golden_tolerance["logits_relative_error"] > 0
 
@@ -88,3 +90,18 @@ def test_no_local_paths_user_or_token(model_dir: Path) -> None:
     assert str(model_dir) not in text and str(Path.home()) not in text
     assert f'"{getpass.getuser()}"' not in text
     assert "hf_" not in text and os.environ.get("HF_TOKEN", "unset-token") not in text
+
+
+def test_the_fp16_encoder_is_an_fp16_graph_with_fp32_edges(model_dir: Path) -> None:
+    """Fused (SAM2 attention), converted to fp16 inside, the same fp32 inputs and outputs as the encoder."""
+    manifest = read_manifest(model_dir)
+    fp16, fp32 = manifest.artifacts["encoder-fp16"], manifest.artifacts["encoder"]
+    assert [(t.name, t.dtype) for t in fp16.inputs] == [(t.name, t.dtype) for t in fp32.inputs]
+    assert [(t.name, t.dtype) for t in fp16.outputs] == [(t.name, t.dtype) for t in fp32.outputs]
+    graph = onnx.load(str(model_dir / fp16.file)).graph
+    operators = {node.op_type for node in graph.node}
+    assert "MultiHeadAttention" in operators
+    assert sum(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer) > 100
+    assert fp16.bytes < 0.6 * fp32.bytes
+    with np.load(model_dir / manifest.artifacts["calibration"].file) as calibration:
+        assert len(calibration.files) >= 4 and all(calibration[name].dtype == np.uint8 for name in calibration.files)

@@ -11,10 +11,19 @@ import numpy as np
 import pytest
 
 from tests.server_harness import serve_to_exit
+from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
-from vreyesam.runtime.manifest import MANIFEST_NAME, FidelityReport, Manifest, Variant, read_manifest
-from vreyesam.runtime.model import variants
-from vreyesam.runtime.model.artifacts import ModelLoadError
+from vreyesam.runtime.manifest import (
+    GRAPHS,
+    MANIFEST_NAME,
+    FidelityReport,
+    GateThresholds,
+    Manifest,
+    Variant,
+    read_manifest,
+)
+from vreyesam.runtime.model import device_gate, variants
+from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
 from vreyesam.runtime.tools import synth
@@ -153,10 +162,61 @@ def test_server_refuses_a_precision_it_cannot_serve_before_opening_its_port(gate
     result = serve_to_exit(gated_model, "--device", "cpu", "--allow-random-weights", env={"VREYESAM_PRECISION": "int4"})
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "vreyesam serve: error: VREYESAM_PRECISION must be one of auto, fp32, bf16, bf16-encoder"
+        "vreyesam serve: error: VREYESAM_PRECISION must be one of auto, fp32, bf16, bf16-encoder, fp16-encoder"
     )
     refused = serve_to_exit(gated_model, "--precision", "bf16", "--allow-random-weights")
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         "vreyesam serve: error: precision 'bf16': this model has no such variant that passed its fidelity gate"
     )
+
+
+def test_auto_takes_the_fp16_encoder_on_a_gpu_only(model_dir: Path) -> None:
+    manifest = dataclasses.replace(
+        read_manifest(model_dir),
+        variants={"fp16-encoder": Variant("fp16", "fp32", True, FidelityReport(passed=True), TOLERANCE)},
+    )
+    assert _choose(manifest, "auto", on_cpu=False) == "fp16-encoder"
+    assert _choose(manifest, "auto", on_cpu=True) == "fp32"
+    with pytest.raises(variants.VariantUnavailable, match="runs on a GPU only"):
+        _choose(manifest, "fp16-encoder", on_cpu=True)
+    assert variants.choose_variant(manifest, "fp16-encoder", False, lambda: False).encoder_artifact == "encoder-fp16"
+
+
+@pytest.fixture(scope="module")
+def fp32_graphs(model_dir: Path) -> dict[str, OnnxRuntimeGraph]:
+    """The test model's four fp32 graphs on the CPU, and a second fp32 encoder to gate against."""
+    files = read_model_files(model_dir, allow_random_weights=True, roles=[*GRAPHS, "calibration"])
+    config = SessionConfig(intra_op_threads=2)
+    graphs = {role: OnnxRuntimeGraph(files.take_graph(role), ["CPUExecutionProvider"], config) for role in GRAPHS}
+    encoder_bytes = (model_dir / read_manifest(model_dir).artifacts["encoder"].file).read_bytes()
+    graphs["reference"] = OnnxRuntimeGraph(encoder_bytes, ["CPUExecutionProvider"], config)
+    graphs["calibration"] = files.small("calibration")  # type: ignore[assignment]
+    return graphs
+
+
+def _as_fp16_variant(model_dir: Path, graphs: dict, thresholds: GateThresholds) -> Segmenter:
+    """A segmenter labelled fp16-encoder (its encoder is fp32: the gate's logic is what is tested here)."""
+    report = FidelityReport(passed=True, thresholds=thresholds)
+    manifest = dataclasses.replace(
+        read_manifest(model_dir), variants={"fp16-encoder": Variant("fp16", "fp32", True, report, TOLERANCE)}
+    )
+    return Segmenter(
+        manifest=manifest,
+        preprocess=graphs["preprocess"],
+        encoder=graphs["encoder"],
+        decoder=graphs["decoder"],
+        procedure=graphs["procedure"],
+        decoder_batch=1,
+        precision="fp16-encoder",
+    )
+
+
+def test_the_device_gate_passes_an_equal_encoder_and_refuses_beyond_its_thresholds(model_dir, fp32_graphs) -> None:
+    images = device_gate.calibration_images(fp32_graphs["calibration"])[:1]
+    variant = _as_fp16_variant(model_dir, fp32_graphs, GateThresholds(0.99, 1e-2, 0.99))
+    passed = device_gate.gate(variant, fp32_graphs["reference"], images, GateThresholds(0.99, 1e-2, 0.99))
+    assert passed.passed and passed.logits_relative_error == 0.0 and passed.final_mask_iou == 1.0
+    refused = device_gate.gate(variant, fp32_graphs["reference"], images, GateThresholds(1.01, -1.0, 1.01))
+    assert not refused.passed and len(refused.problems) == 3
+    assert refused.problems[0] == "logits relative error 0.00e+00 > -1e+00"
