@@ -26,6 +26,7 @@ from vreyesam.export import fidelity, graphs, model, preprocess_graph, procedure
 from vreyesam.export.artifacts import artifact
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime import surface
+from vreyesam.runtime.gate_report import FidelityReport, GateThresholds
 from vreyesam.runtime.manifest import (
     DECODER,
     ENCODER,
@@ -37,8 +38,6 @@ from vreyesam.runtime.manifest import (
     PROCEDURE,
     SCHEMA_VERSION,
     Artifact,
-    FidelityReport,
-    GateThresholds,
     Manifest,
     Preprocessing,
     ProcedureDefaults,

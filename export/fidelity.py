@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vreyesam.export.reference import TorchReference
-from vreyesam.runtime.manifest import FidelityReport, GateThresholds, ImageFidelity, WorstCase
+from vreyesam.runtime.gate_report import FidelityReport, GateThresholds, ImageFidelity, WorstCase
 from vreyesam.runtime.surface import (
     PredictOptions,
     PreparedImage,

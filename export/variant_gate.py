@@ -18,15 +18,8 @@ import numpy as np
 from vreyesam.export import fidelity, fp16_encoder
 from vreyesam.export.artifacts import artifact
 from vreyesam.runtime import surface
-from vreyesam.runtime.manifest import (
-    CALIBRATION,
-    ENCODER,
-    ENCODER_FP16,
-    MANIFEST_NAME,
-    FidelityReport,
-    Manifest,
-    Variant,
-)
+from vreyesam.runtime.gate_report import FidelityReport
+from vreyesam.runtime.manifest import CALIBRATION, ENCODER, ENCODER_FP16, MANIFEST_NAME, Manifest, Variant
 from vreyesam.runtime.vocabulary import CPU_VARIANTS, Precision
 
 # The start-up self-test of a variant catches a broken engine; its fidelity is proven by the gate.

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vreyesam.runtime.gate_report import FidelityReport, fidelity_from_dict
 from vreyesam.runtime.vocabulary import GraphPrecision
 
 # 2: the encoder graph also gives the decoder's image-side tensors (the decoder no longer takes image_embed).
@@ -125,56 +126,6 @@ class WeightsSource:
 
 
 @dataclass(frozen=True)
-class GateThresholds:
-    """What a graph set must reach against torch fp32 to pass the export's fidelity gate."""
-
-    min_final_iou: float = 0.999
-    max_logits_relative_error: float = 1e-4
-    min_confident_pixel_iou: float = 0.999
-
-
-@dataclass(frozen=True)
-class ImageFidelity:
-    """One calibration image: the exported graphs against torch, both running the VREyeSAM procedure."""
-
-    name: str
-    height: int
-    width: int
-    embedding_max_abs_error: float
-    embedding_relative_error: float
-    logits_max_abs_error: float
-    logits_relative_error: float
-    scores_max_abs_error: float
-    prompt_mask_iou_min: float
-    prompt_mask_iou_mean: float
-    confident_pixel_iou: float
-    final_mask_iou: float
-
-
-@dataclass(frozen=True)
-class WorstCase:
-    """The worst of each gated figure over the calibration images."""
-
-    final_mask_iou: float
-    prompt_mask_iou_min: float
-    confident_pixel_iou: float
-    logits_relative_error: float
-    embedding_relative_error: float
-
-
-@dataclass(frozen=True)
-class FidelityReport:
-    """The gate's verdict and figures; `problems` says what missed (empty when it passed)."""
-
-    passed: bool
-    measured_on: str = ""
-    thresholds: GateThresholds | None = None
-    worst: WorstCase | None = None
-    images: tuple[ImageFidelity, ...] = ()
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class Variant:
     """A reduced-precision way to run the same graphs, with the export's verdict on it.
 
@@ -227,23 +178,6 @@ def sha256_hex(source: bytes | Path, chunk_size: int = 1 << 20) -> str:
     else:
         digest.update(source)
     return digest.hexdigest()
-
-
-def _record(cls: type, raw: dict[str, Any]) -> Any:
-    """A flat dataclass from its JSON object (unknown keys are ignored, missing ones are an error)."""
-    return cls(**{item.name: raw[item.name] for item in fields(cls) if item.name in raw})
-
-
-def fidelity_from_dict(raw: dict[str, Any]) -> FidelityReport:
-    thresholds, worst = raw.get("thresholds"), raw.get("worst")
-    return FidelityReport(
-        passed=bool(raw["passed"]),
-        measured_on=str(raw.get("measured_on", "")),
-        thresholds=_record(GateThresholds, thresholds) if thresholds else None,
-        worst=_record(WorstCase, worst) if worst else None,
-        images=tuple(_record(ImageFidelity, image) for image in raw.get("images", [])),
-        problems=tuple(str(problem) for problem in raw.get("problems", [])),
-    )
 
 
 def _tensor_specs(raw: list[dict[str, Any]]) -> list[TensorSpec]:

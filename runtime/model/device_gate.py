@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vreyesam.runtime.engines.graph import Graph
-from vreyesam.runtime.manifest import GateThresholds
+from vreyesam.runtime.gate_report import GateThresholds
 from vreyesam.runtime.model.agreement import confident_pixel_iou, iou, relative_error
 from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
 

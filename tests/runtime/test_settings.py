@@ -54,7 +54,10 @@ def test_port_falls_back_to_the_spaces_variable() -> None:
         ({"VREYESAM_WORKERS": "0"}, "VREYESAM_WORKERS must be at least 1"),
         ({"VREYESAM_MAX_BODY_BYTES": "0"}, "VREYESAM_MAX_BODY_BYTES must be at least 1"),
         ({"VREYESAM_DEVICE": "tpu"}, "VREYESAM_DEVICE must be one of auto, cpu, cuda"),
-        ({"VREYESAM_PRECISION": "int4"}, "VREYESAM_PRECISION must be one of auto, fp32, bf16, bf16-encoder, fp16-encoder"),
+        (
+            {"VREYESAM_PRECISION": "int4"},
+            "VREYESAM_PRECISION must be one of auto, fp32, bf16, bf16-encoder, fp16-encoder",
+        ),
         ({"VREYESAM_LOG_LEVEL": "loud"}, "VREYESAM_LOG_LEVEL must be debug, info, warning or error"),
     ],
 )

@@ -12,8 +12,9 @@ import pytest
 from vreyesam.runtime.engines import onnxruntime_graph
 from vreyesam.runtime.engines.devices import cuda_device_count
 from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, read_manifest, sha256_hex
+from vreyesam.runtime.model import variants
 from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
-from vreyesam.runtime.model.loader import LoadOptions, load_options, load_segmenter, plan
+from vreyesam.runtime.model.loader import LoadOptions, artifacts_for, load_options, load_segmenter, plan
 from vreyesam.runtime.settings import Settings
 
 FP32 = LoadOptions(device="cpu", precision="fp32", allow_random_weights=True, self_test=False)
@@ -40,7 +41,8 @@ def test_each_artifact_is_read_once_and_the_engines_get_the_verified_bytes(
     monkeypatch.setattr(onnxruntime_graph.OnnxRuntimeGraph, "__init__", recording_init)
     load_segmenter(model_dir, FP32)
     manifest = read_manifest(model_dir)
-    assert reads == {artifact.file: 1 for artifact in manifest.artifacts.values()}
+    # What fp32 is built and checked from, each read once; nothing else (the fp16 encoder, the calibration set).
+    assert reads == {manifest.artifacts[role].file: 1 for role in artifacts_for(variants.fp32(manifest))}
     assert built == [manifest.artifacts[role].sha256 for role in GRAPHS]  # the onnxruntime graphs, in order
 
 

@@ -13,15 +13,8 @@ import pytest
 from tests.server_harness import serve_to_exit
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
-from vreyesam.runtime.manifest import (
-    GRAPHS,
-    MANIFEST_NAME,
-    FidelityReport,
-    GateThresholds,
-    Manifest,
-    Variant,
-    read_manifest,
-)
+from vreyesam.runtime.gate_report import FidelityReport, GateThresholds
+from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, Manifest, Variant, read_manifest
 from vreyesam.runtime.model import device_gate, variants
 from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
