@@ -9,7 +9,7 @@ import pytest
 
 from vreyesam.cli import main
 from vreyesam.export.builder import _encrypt
-from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, read_manifest
+from vreyesam.runtime.manifest import GRAPH_ROLES, GRAPHS, MANIFEST_NAME, read_manifest
 from vreyesam.runtime.model import crypto
 from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
@@ -31,11 +31,14 @@ def encrypted_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, key
 def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes, model_dir: Path) -> None:
     manifest = read_manifest(encrypted_dir)
     assert manifest.encrypted is True
+    graphs = [role for role in GRAPH_ROLES if role in manifest.artifacts]
+    others = [artifact.file for role, artifact in manifest.artifacts.items() if role not in GRAPH_ROLES]
     assert sorted(p.name for p in encrypted_dir.iterdir()) == sorted(
-        [*(f"{role}.onnx.enc" for role in GRAPHS), "golden.npz", MANIFEST_NAME]
+        [*(f"{role}.onnx.enc" for role in graphs), *others, MANIFEST_NAME]
     )
+    assert set(GRAPHS) <= set(graphs) and "golden.npz" in others
     files = read_model_files(encrypted_dir, allow_random_weights=True, key=key)  # each file matches its pin
-    for role in GRAPHS:
+    for role in graphs:
         assert files.take_graph(role) == (model_dir / f"{role}.onnx").read_bytes()  # decrypted to the very graph
     blob = (encrypted_dir / "decoder.onnx.enc").read_bytes()
     assert blob.startswith(crypto.MAGIC) and b"onnx" not in blob[:4096].lower()
