@@ -26,8 +26,10 @@ ORTGPU=/tmp/ortgpu           # where the recipe's install.sh puts onnxruntime-gp
 PART_BYTES=$((40 * 1024 * 1024))
 # What the GPU machine's Python lacks for the export (sam2 and its config tools, onnxscript), the server
 # (web stack, OpenCV, Pillow, cryptography) and the torch reference (torchvision's transforms).
+# Pure-Python source distributions (no wheel on PyPI): built here into py3 wheels.
+SOURCES=(sam2==1.1.0 antlr4-python3-runtime==4.9.3 iopath==0.1.10)
 WHEELS=(
-    sam2==1.1.0 hydra-core omegaconf antlr4-python3-runtime==4.9.3 iopath portalocker
+    hydra-core omegaconf portalocker
     onnxscript onnx-ir ml_dtypes
     fastapi starlette pydantic pydantic-core annotated-types typing-inspection uvicorn h11 click anyio sniffio
     idna python-multipart httpx httpcore certifi tqdm cryptography cffi pycparser
@@ -37,14 +39,24 @@ WHEELS=(
 log() { printf '[gpu-check] %s\n' "$*" >&2; }
 die() { printf '[gpu-check] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# NAME -> NAME==VERSION as this project's environments have it (the versions its tests ran with), else NAME.
+pinned() {
+    local name=$1 frozen
+    frozen=$({ .venv-build/bin/pip freeze 2>/dev/null; .venv-serve/bin/pip freeze 2>/dev/null; } \
+        | awk -F'==' -v n="$name" 'BEGIN { gsub(/[-_.]+/, "-", n); n = tolower(n) }
+            { k = tolower($1); gsub(/[-_.]+/, "-", k); if (k == n && NF == 2) { print $0; exit } }')
+    echo "${frozen:-$name}"
+}
+
 prepare() {
+    [[ -x .venv-build/bin/pip && -x .venv-serve/bin/pip ]] || die "run 'make setup' first: the versions come from its environments"
     rm -rf "$PARTS" && mkdir -p "$PARTS/dl"
     grep -qx '/.gpucheck/' .git/info/exclude 2>/dev/null || echo '/.gpucheck/' >>.git/info/exclude
-    # sam2 is a source distribution: build its pure-Python wheel here (no CUDA extension).
-    SAM2_BUILD_CUDA=0 python3 -m pip wheel -q --no-deps --no-build-isolation -w "$PARTS/dl" sam2==1.1.0
+    # Source distributions become wheels here (sam2 without its CUDA extension).
+    SAM2_BUILD_CUDA=0 python3 -m pip wheel -q --no-deps -w "$PARTS/dl" "${SOURCES[@]}"
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d "$PARTS/dl" "${WHEELS[@]:1}"
+        -d "$PARTS/dl" $(for name in "${WHEELS[@]}"; do pinned "$name"; done)
     tar -C "$PARTS/dl" -cf "$PARTS/wheels.tar" .
     split -b "$PART_BYTES" -d -a 1 "$PARTS/wheels.tar" "$PARTS/part"
     local part n=0
