@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from vreyesam.runtime.tools.space import SOURCE_SUFFIXES  # what the sources are: Python and the page's files
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"vreyesam": "vreyesam", "runtime": "vreyesam/runtime", "export": "vreyesam/export"}
 
@@ -27,7 +29,7 @@ def test_the_wheel_holds_every_module_and_the_page(tmp_path: Path) -> None:
     expected = set()
     for folder, installed in PACKAGES.items():
         for path in (ROOT / folder).rglob("*"):
-            if path.suffix in {".py", ".html", ".js", ".css", ".png"} and "__pycache__" not in path.parts:
+            if path.suffix in SOURCE_SUFFIXES and "__pycache__" not in path.parts:
                 expected.add(f"{installed}/{path.relative_to(ROOT / folder).as_posix()}")
     assert "vreyesam/runtime/http/page/index.html" in expected and "vreyesam/runtime/model/loader.py" in expected
     assert expected <= names, sorted(expected - names)

@@ -1,5 +1,6 @@
 // The page's only script: a client of this server's GET /readyz and POST /predict, nothing else.
 // No other host, no storage: the image, the answer and the API key live in this tab's memory.
+// URLs are relative to the page, so it works behind a proxy that serves the app under a path prefix.
 
 const OUTPUTS = ["mask", "overlay", "probability", "uncertainty"];
 const READY_RETRY_MS = 2000;
@@ -18,7 +19,7 @@ const state = {
 async function watchReadiness() {
   let answer;
   try {
-    answer = await fetch("/readyz", { cache: "no-store" });
+    answer = await fetch("readyz", { cache: "no-store" });
   } catch {
     $("model-line").textContent = "The server cannot be reached; retrying…";
     setTimeout(watchReadiness, READY_RETRY_MS);
@@ -75,7 +76,7 @@ function imageFrom(items) {
 
 async function chooseSample() {
   try {
-    const answer = await fetch("/sample-eye.png");
+    const answer = await fetch("sample-eye.png");
     if (!answer.ok) throw new Error(String(answer.status));
     chooseImage(await answer.blob(), "sample-eye.png");
   } catch {
@@ -156,7 +157,7 @@ async function segment(event) {
   const stop = startProgress();
   const image = state.image;
   try {
-    const answer = await fetch(`/predict?${query()}`, {
+    const answer = await fetch(`predict?${query()}`, {
       method: "POST",
       headers: requestHeaders(image.blob),
       body: image.blob,

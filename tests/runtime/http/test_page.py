@@ -93,13 +93,15 @@ def test_the_page_asks_for_nothing_but_its_files_and_the_api() -> None:
     for text in (html, script, style):
         assert not re.search(r"(https?:)?//[a-z0-9]", text, re.IGNORECASE), "a reference to another host"
         assert "@import" not in text and "url(" not in text
-    referenced = set(re.findall(r'(?:src|href)="([^"]+)"', html))
+    # Relative to the page (it also works under a path prefix): `/` + each is a route of this server.
+    referenced = {"/" + name for name in re.findall(r'(?:src|href)="([^"]+)"', html)}
     assert referenced <= page.ROUTES, referenced
     fetched = set(re.findall(r"fetch\(\s*[`\"']([^`\"'?$]+)", script))
-    assert fetched == {"/readyz", "/predict", "/sample-eye.png"}, fetched
+    assert fetched == {"readyz", "predict", "sample-eye.png"}, fetched
     assert "<script>" not in html and " style=" not in html and "<style" not in html  # nothing inline
     assert not re.search(r"\son[a-z]+=", html), "an inline event handler"
     assert "localStorage" not in script and "sessionStorage" not in script and "cookie" not in script
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script  # answers become text, never markup
 
 
 def test_the_sample_eye_is_the_generators_picture() -> None:
