@@ -397,7 +397,7 @@ def test_a_key_and_a_busy_server_read_as_sentences(chromium: webdriver.Chrome, m
             )
         )
         busy.start()
-        time.sleep(1.0)  # the 64-prompt request holds the only slot for seconds from here
+        time.sleep(0.5)  # the 64-prompt request holds the only slot for seconds from here
         visit.segment()
         busy.join(timeout=180)
         assert visit.error() == SENTENCES[503]
