@@ -6,7 +6,8 @@
 # Default target: `serve` (the last stage); `--target model` gives the model-only artifact.
 # The Space secret HF_TOKEN is mounted only while exporting (RUN --mount=type=secret,id=HF_TOKEN);
 # Space variables arrive as build args: set WEIGHTS_SHA256 (or RANDOM_WEIGHTS=1 for a demo).
-# At run time set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 only for a random-weights demo.
+# The Space secret VREYESAM_MODEL_KEY encrypts the graphs at build time (required for real weights) and is
+# read by the server from its environment at run time. Set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 only for a demo.
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -21,6 +22,32 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/builder \
     PATH=/opt/builder/bin:$PATH
+
+# The published fine-tuned checkpoint. WEIGHTS_SHA256 pins it and must be the LFS "SHA256" shown on the
+# file's Hub page (https://huggingface.co/devnagaich/VREyeSAM, file VREyeSAM_uncertainity_best.torch).
+# It is deliberately left empty here (the Hub cannot be reached from the machines this was written on);
+# a build with real weights refuses to run until it is supplied (--build-arg, or a Space variable).
+ARG WEIGHTS=hf://devnagaich/VREyeSAM/VREyeSAM_uncertainity_best.torch
+ARG WEIGHTS_SHA256=
+# 1 = random weights with seed 0 (CI and offline users; the runtime refuses to serve them unless
+# VREYESAM_ALLOW_RANDOM_WEIGHTS=1).
+ARG RANDOM_WEIGHTS=0
+# 1 = real weights are exported only encrypted: without the VREYESAM_MODEL_KEY secret the build stops.
+# The Space file (`Dockerfile`) sets 1, since anyone can pull a public Space's image.
+ARG MODEL_KEY_REQUIRED=1
+# What the export would refuse, or must not do, is refused here, before minutes of installing torch.
+RUN --mount=type=secret,id=VREYESAM_MODEL_KEY \
+    set -eu; \
+    if [ "${RANDOM_WEIGHTS}" != "1" ]; then \
+        case "${WEIGHTS_SHA256}" in \
+            [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]*) ;; \
+            *) echo "WEIGHTS_SHA256 is not set: pass --build-arg WEIGHTS_SHA256=<sha256 of ${WEIGHTS}>" >&2; exit 2 ;; \
+        esac; \
+        if [ "${MODEL_KEY_REQUIRED}" = "1" ] && [ ! -s /run/secrets/VREYESAM_MODEL_KEY ]; then \
+            echo "VREYESAM_MODEL_KEY is not set: add it as a secret (64 hex characters) so that the image holds the weights encrypted, not in plaintext" >&2; \
+            exit 2; \
+        fi; \
+    fi
 # Debian's python3 is "externally managed" (PEP 668): everything goes into a venv of its own.
 # DL3013 (pin pip versions): the pin is TORCH_SPEC (torch==2.13.0); hadolint cannot see into the ARG.
 # hadolint ignore=DL3013
@@ -39,27 +66,17 @@ COPY export ./export
 RUN pip install ".[export]" \
  && SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps "${SAM2_SPEC}"
 
-# The published fine-tuned checkpoint. WEIGHTS_SHA256 pins it and must be the LFS "SHA256" shown on the
-# file's Hub page (https://huggingface.co/devnagaich/VREyeSAM, file VREyeSAM_uncertainity_best.torch).
-# It is deliberately left empty here (the Hub cannot be reached from the machines this was written on);
-# a build with real weights refuses to run until it is supplied (--build-arg, or a Space variable).
-ARG WEIGHTS=hf://devnagaich/VREyeSAM/VREyeSAM_uncertainity_best.torch
-ARG WEIGHTS_SHA256=
-# 1 = random weights with seed 0 (CI and offline users; the runtime refuses to serve them unless
-# VREYESAM_ALLOW_RANDOM_WEIGHTS=1).
-ARG RANDOM_WEIGHTS=0
 # The exporter reads the token from /run/secrets/HF_TOKEN (or env HF_TOKEN); the secret is optional so
-# public repositories and random-weights builds work without it.
-RUN --mount=type=secret,id=HF_TOKEN \
+# public repositories and random-weights builds work without it. The model key, when mounted, seals the
+# graphs; it is read from the secret file, never put in an argument, a variable or a layer.
+RUN --mount=type=secret,id=HF_TOKEN --mount=type=secret,id=VREYESAM_MODEL_KEY \
     set -eu; \
+    key=/run/secrets/VREYESAM_MODEL_KEY; \
+    if [ -s "$key" ]; then set -- --encrypt --key-file "$key"; else set --; fi; \
     if [ "${RANDOM_WEIGHTS}" = "1" ]; then \
-        vreyesam export --out /out/model --random-weights --seed 0; \
+        vreyesam export --out /out/model --random-weights --seed 0 "$@"; \
     else \
-        case "${WEIGHTS_SHA256}" in \
-            [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]*) ;; \
-            *) echo "WEIGHTS_SHA256 is not set: pass --build-arg WEIGHTS_SHA256=<sha256 of ${WEIGHTS}>" >&2; exit 2 ;; \
-        esac; \
-        vreyesam export --out /out/model --weights "${WEIGHTS}" --sha256 "${WEIGHTS_SHA256}"; \
+        vreyesam export --out /out/model --weights "${WEIGHTS}" --sha256 "${WEIGHTS_SHA256}" "$@"; \
     fi; \
     chown -R 0:0 /out/model; \
     find /out/model -type d -exec chmod 0555 {} +; \

@@ -1,7 +1,8 @@
 # ==== development: the README's two commands =========================================================
 #   make run      set up, export the real weights from the Hugging Face Hub, serve on 127.0.0.1:8000
 #   make demo     the offline choice: a model exported from RANDOM weights (masks are meaningless)
-#   make test     the test suite, as CI runs it (builder stage, then the torch-free serving stage)
+#   make test     the test suite, as CI runs it (builder stage, then the torch-free serving stage, browser
+#                 tests of the page included)
 #   make setup    only create .venv-build (torch, sam2, torchvision) and .venv-serve (no torch)
 #   make bench    benchmark against the PyTorch reference (bench-short: CI's quick output check)
 PYTHON ?= python3
@@ -18,7 +19,7 @@ PORT ?= 8000
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py runtime/*/*.py export/*.py)
 
-.PHONY: setup run demo test test-builder test-serving bench bench-short lint clean
+.PHONY: setup run demo test test-builder test-serving browser-deps bench bench-short lint clean
 
 $(BUILD_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(BUILD_VENV)
@@ -58,7 +59,19 @@ $(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(SOURCES)
 test-builder: $(TEST_MODEL)/manifest.json
 	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 $(BUILD_PY) -m pytest tests/export
 
-test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
+# The serving stage includes the page's browser tests (pytest marker `browser`: headless Chromium driven by
+# selenium against real servers; screenshots in build-out/). They need Debian's chromium and chromium-driver,
+# which `browser-deps` installs when they are missing (apt-get, as root, as CI runs). Elsewhere, skip them
+# with: $(SERVE_PY) -m pytest tests --ignore=tests/export -m "not browser"
+BROWSER_PACKAGES := chromium chromium-driver
+
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing $(BROWSER_PACKAGES) for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }
+
+test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done browser-deps
 	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(SERVE_PY) -m pytest tests --ignore=tests/export
 
 test: test-builder test-serving
@@ -90,13 +103,15 @@ clean:
 #   make image-model      vreyesam-model:TAG      the exported model directory only (FROM scratch)
 #   make image-serve      vreyesam-serve:TAG      CPU serving image built on vreyesam-model:TAG
 #   make image-serve-gpu  vreyesam-serve-gpu:TAG  CUDA serving image (onnxruntime-gpu, several GB; not in CI)
-#   make image-space      vreyesam-space:TAG      the Hugging Face Space file `Dockerfile`, builder + serving
+#   make image-space      vreyesam-space:TAG      the Hugging Face Space, built from the folder `vreyesam space`
+#                                                 writes (builder + serving; real weights need VREYESAM_MODEL_KEY)
+#   make space-folder     build-out/space         that folder, ready to push to a Space (SPACE_DIR=...)
 #   make hadolint         lint the three Dockerfiles; check `Dockerfile` matches its two sources
 #   make space-dockerfile regenerate `Dockerfile` from Dockerfile.build + Dockerfile.serve
 #   make images-ci        the whole CI image stage (root; builds, runs and checks everything; TAG=ci)
 IMAGES_SH := .ci/images.sh
 
-.PHONY: image-model image-serve image-serve-gpu image-space hadolint space-dockerfile images-ci
+.PHONY: image-model image-serve image-serve-gpu image-space hadolint space-dockerfile space-folder images-ci
 
 image-model:
 	$(IMAGES_SH) model
@@ -115,6 +130,10 @@ hadolint:
 
 space-dockerfile:
 	$(IMAGES_SH) gen-space
+
+SPACE_DIR ?= build-out/space
+space-folder: $(SERVE_VENV)/.done
+	$(SERVE_VENV)/bin/vreyesam space $(SPACE_DIR) --force
 
 images-ci:
 	$(IMAGES_SH) all

@@ -5,7 +5,11 @@
 #                                and hadolint itself, then lint -> base -> model -> serve -> space -> smoke.
 #   .ci/images.sh hadolint       hadolint the three Dockerfiles + check that `Dockerfile` is up to date
 #   .ci/images.sh gen-space      regenerate `Dockerfile` (the Hugging Face Space file) from the two sources
-#   .ci/images.sh base|model|serve|serve-gpu|space|smoke
+#   .ci/images.sh print-space    the same file on stdout (what `vreyesam space DIR` writes into a Space folder)
+#   .ci/images.sh base|model|serve|serve-gpu|space|smoke|space-refuses
+#   .ci/images.sh smoke-space KEY [IMAGE]   the encrypted Space image's checks (served with KEY, refused
+#                                without it, no plaintext graph in any layer)
+#                                (space: `vreyesam space` writes a Space folder, which is built as the Space does)
 #   .ci/images.sh model-from-dir DIR   wrap an exported model directory as a model image (no rebuild)
 #
 # Environment (all optional):
@@ -16,6 +20,8 @@
 #                                bookworm image made with debootstrap (localhost/vreyesam-base:bookworm)
 #   RANDOM_WEIGHTS, WEIGHTS, WEIGHTS_SHA256, TORCH_SPEC   passed on as build args when set
 #   HF_TOKEN                     passed as the build secret HF_TOKEN (through a 0600 temp file), never an arg
+#   VREYESAM_MODEL_KEY           passed the same way as the build secret VREYESAM_MODEL_KEY: the graphs are
+#                                exported encrypted (the Space build requires it for real weights)
 #   VREYESAM_CI_CACHE=/var/cache/vreyesam-ci       tools venv and the debootstrap rootfs tarball
 #   VREYESAM_BUILDAH_ROOT=/var/lib/vreyesam-ci/storage   buildah storage (vfs), outside the checkout
 #   VREYESAM_CI_MOUNTS           host paths bind-mounted read-only into buildah builds (default: this host's
@@ -75,7 +81,9 @@ stage() {
     log "$line"
 }
 
-B() { buildah --storage-driver vfs --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" "$@"; }
+# buildah 1.28 reads a build secret from an environment variable of the secret's name when there is one,
+# and then mounts it empty (seen here): the secrets travel as files only, so buildah never gets the variables.
+B() { env -u HF_TOKEN -u VREYESAM_MODEL_KEY buildah --storage-driver vfs --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" "$@"; }
 
 pick_engine() {
     if [[ $ENGINE == auto ]]; then
@@ -119,7 +127,8 @@ ensure_hadolint() {
 # ----------------------------------------------------------------------------------- Space Dockerfile
 # `Dockerfile` = the global ARGs of both sources + Dockerfile.build from its first FROM + Dockerfile.serve
 # from its first FROM, where the serve file's model source (`FROM ${MODEL_IMAGE} AS model-source`) becomes
-# the in-file `model` stage. One source of truth, and the Space still gets the single file it builds.
+# the in-file `model` stage, and real weights require the model key (`ARG MODEL_KEY_REQUIRED=1`: a public
+# Space's image can be pulled by anyone). One source of truth, and the Space gets the single file it builds.
 generate_space() {
     cat <<'EOF'
 # syntax=docker/dockerfile:1
@@ -130,7 +139,8 @@ generate_space() {
 # Default target: `serve` (the last stage); `--target model` gives the model-only artifact.
 # The Space secret HF_TOKEN is mounted only while exporting (RUN --mount=type=secret,id=HF_TOKEN);
 # Space variables arrive as build args: set WEIGHTS_SHA256 (or RANDOM_WEIGHTS=1 for a demo).
-# At run time set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 only for a random-weights demo.
+# The Space secret VREYESAM_MODEL_KEY encrypts the graphs at build time (required for real weights) and is
+# read by the server from its environment at run time. Set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 only for a demo.
 
 EOF
     {
@@ -138,18 +148,25 @@ EOF
         awk '/^FROM /{exit} /^ARG /' Dockerfile.serve | grep -v '^ARG MODEL_IMAGE'
     } | awk '!seen[$0]++'
     echo
-    awk 'f||/^FROM /{f=1; print}' Dockerfile.build
+    awk 'f||/^FROM /{f=1; print}' Dockerfile.build | sed 's|^ARG MODEL_KEY_REQUIRED=0$|ARG MODEL_KEY_REQUIRED=1|'
     echo
     awk 'f||/^FROM /{f=1; print}' Dockerfile.serve \
         | sed 's|^FROM \${MODEL_IMAGE} AS model-source$|FROM model AS model-source|'
 }
 
-gen_space() {
+check_space_sources() { # the two lines the generator rewrites must be there
     grep -q '^FROM \${MODEL_IMAGE} AS model-source$' Dockerfile.serve \
         || die "Dockerfile.serve lost its 'FROM \${MODEL_IMAGE} AS model-source' line"
+    grep -q '^ARG MODEL_KEY_REQUIRED=0$' Dockerfile.build || die "Dockerfile.build lost its 'ARG MODEL_KEY_REQUIRED=0' line"
+}
+
+gen_space() {
+    check_space_sources
     generate_space >Dockerfile.tmp && mv Dockerfile.tmp Dockerfile
     log "wrote Dockerfile"
 }
+
+print_space() { check_space_sources; generate_space; }
 
 check_space() {
     if ! diff -u Dockerfile <(generate_space) >&2; then
@@ -206,33 +223,37 @@ do_base() {
 
 # ------------------------------------------------------------------------------------------- builds
 SECRET_FILE=
-secret_file() {
-    # The token travels as a build secret through a 0600 file that is deleted at exit.
+secret_file() { # secret_file NAME: the variable NAME's value in a 0600 file (deleted at exit) -> SECRET_FILE
     new_tmpdir
-    SECRET_FILE=$TMPD/HF_TOKEN
-    (umask 077 && printf '%s' "${HF_TOKEN:-}" >"$SECRET_FILE")
+    SECRET_FILE=$TMPD/$1
+    (umask 077 && printf '%s' "${!1:-}" >"$SECRET_FILE")
 }
 
-build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]
+# The build context: this checkout, or a folder written by `vreyesam space` (do_space).
+CONTEXT=.
+
+build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]; its exit status is the build's
     local file=$1 target=$2 image=$3
     shift 3
     local args=(-f "$file" -t "$image" "$@")
     [[ -n $target ]] && args+=(--target "$target")
-    # Only the files with the builder stage get its build args and the token; the serving build never does.
+    # Only the files with the builder stage get its build args and secrets; the serving build never does.
     if grep -q '^FROM .* AS builder$' "$file"; then
         local k
         for k in RANDOM_WEIGHTS WEIGHTS WEIGHTS_SHA256 TORCH_SPEC; do
             [[ -n ${!k:-} ]] && args+=(--build-arg "$k=${!k}")
         done
-        if [[ -n ${HF_TOKEN:-} ]]; then
-            secret_file
-            args+=(--secret "id=HF_TOKEN,src=$SECRET_FILE")
-        fi
+        for k in HF_TOKEN VREYESAM_MODEL_KEY; do
+            if [[ -n ${!k:-} ]]; then
+                secret_file "$k"
+                args+=(--secret "id=$k,src=$SECRET_FILE")
+            fi
+        done
     fi
     if [[ $ENGINE == docker ]]; then
         [[ -n ${BASE_IMAGE:-} ]] && args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
         log "docker build ${args[*]}"
-        DOCKER_BUILDKIT=1 docker build "${args[@]}" .
+        DOCKER_BUILDKIT=1 docker build "${args[@]}" "$CONTEXT"
     else
         if [[ -z ${BASE_IMAGE:-} ]]; then
             do_base
@@ -243,16 +264,18 @@ build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]
         local p
         for p in $MOUNTS; do [[ -e $p ]] && args+=(-v "$p:$p:ro"); done
         log "buildah bud ${args[*]}"
-        local before after c
+        local before after c rc=0
         before=$(B containers -q --notruncate)
-        B bud --isolation chroot --format docker --layers="${BUILDAH_LAYERS:-false}" "${args[@]}" .
+        B bud --isolation chroot --format docker --layers="${BUILDAH_LAYERS:-false}" "${args[@]}" "$CONTEXT" || rc=$?
         # buildah 1.28 leaves a working container behind for stages used only as COPY sources
-        # (FROM image AS name): remove the ones this build created, then the untagged stage images.
+        # (FROM image AS name), and for a failed step: remove the ones this build created, then the
+        # untagged stage images.
         after=$(B containers -q --notruncate)
         for c in $after; do
             grep -qx "$c" <<<"$before" || B rm "$c" >/dev/null
         done
         [[ ${BUILDAH_LAYERS:-false} == true ]] || B rmi --prune >/dev/null 2>&1 || true
+        return "$rc"
     fi
 }
 
@@ -262,7 +285,35 @@ do_serve_gpu() {
     build Dockerfile.serve "" "$(img vreyesam-serve-gpu)" --build-arg "MODEL_IMAGE=$(img vreyesam-model)" \
         --build-arg RUNTIME=gpu
 }
-do_space() { build Dockerfile "" "$(img vreyesam-space)"; }
+# The Space image is built as Hugging Face builds it: from the folder `vreyesam space` writes (its generated
+# Dockerfile, the sources, the README), not from this checkout.
+SPACE_DIR=
+space_folder() {
+    [[ -x $ROOT/.venv-serve/bin/vreyesam ]] || make -C "$ROOT" .venv-serve/.done >&2
+    new_tmpdir
+    SPACE_DIR=$TMPD/space
+    "$ROOT/.venv-serve/bin/vreyesam" space "$SPACE_DIR" >&2
+}
+do_space() {
+    space_folder
+    CONTEXT=$SPACE_DIR build "$SPACE_DIR/Dockerfile" "" "$(img vreyesam-space)"
+}
+
+# A Space build with real weights but no VREYESAM_MODEL_KEY secret stops in its first step, with one line.
+space_refuses_plaintext() {
+    space_folder
+    local out
+    new_tmpdir
+    out=$TMPD/build.log
+    if RANDOM_WEIGHTS= VREYESAM_MODEL_KEY= HF_TOKEN= WEIGHTS_SHA256=$(printf '0%.0s' {1..64}) CONTEXT=$SPACE_DIR \
+        build "$SPACE_DIR/Dockerfile" builder localhost/vreyesam-space-refused:ci >"$out" 2>&1; then
+        die "a real-weights Space build without VREYESAM_MODEL_KEY did not stop"
+    fi
+    grep -x 'VREYESAM_MODEL_KEY is not set: .*' "$out" >&2 \
+        || { tail -20 "$out" >&2; die "the refused Space build did not say why in one line"; }
+    ! grep -q '^STEP .*: RUN python3 -m venv /opt/builder' "$out" || die "the refused Space build went on to install torch"
+    log "a real-weights Space build without the model key stops in its first step"
+}
 
 do_model_from_dir() { # a model directory on disk -> a model image (FROM scratch, /model only)
     local src=${1:?usage: model-from-dir DIR}
@@ -327,24 +378,104 @@ smoke_static() { # filesystem and metadata checks on a mounted image
     log "$image: no checkpoints, no torch/sam2, no compiler, model root-owned and read-only"
 }
 
-check_canary() { # no layer, config or history of IMAGE contains the fake token
-    local image=$1 canary=$2 d
+check_canary() { # check_canary IMAGE CANARY [NEEDLES_JSON]: no layer, config or history holds the fake token
+    # (nor, with NEEDLES_JSON, any of its "absent" byte strings: see .ci/layer_scan.py)
+    local image=$1 canary=$2 needles=${3:-} d
     new_tmpdir
     d=$TMPD
     B push --quiet --disable-compression "$image" "oci:$d/oci" >/dev/null 2>&1 \
         || B push --disable-compression "$image" "oci:$d/oci" >/dev/null
-    if grep -r -F -l -a "$canary" "$d/oci" >&2; then die "$image: the HF_TOKEN canary is in a layer"; fi
-    if B inspect --type image "$image" | grep -F -q "$canary"; then die "$image: the canary is in its config"; fi
+    if [[ -n $canary ]]; then
+        if grep -r -F -l -a "$canary" "$d/oci" >&2; then die "$image: the HF_TOKEN canary is in a layer"; fi
+        if B inspect --type image "$image" | grep -F -q "$canary"; then die "$image: the canary is in its config"; fi
+    fi
     local n
     n=$(find "$d/oci/blobs" -type f | wc -l)
+    if [[ -n $needles ]]; then
+        python3 "$ROOT/.ci/layer_scan.py" "$d/oci" "$needles" >&2 || die "$image: a layer holds a plaintext graph"
+    fi
     rm -rf "$d/oci"
     log "$image: canary absent from $n blobs, config and history"
+}
+
+# ---------------------------------------------------------------------------- the encrypted Space image
+# In-image: decrypt each graph with the key and print what would betray its plaintext in a layer (the
+# graph's sha256, as text and as bytes; its first 64 bytes, the ONNX protobuf header; three 64-byte windows
+# of its tensors) as "absent" needles, and the sealed files' sha256 (in the manifest) as "present" ones,
+# which proves the scan reads the layers at all.
+# shellcheck disable=SC2016
+PLAINTEXT_NEEDLES='
+import hashlib, json, os
+from pathlib import Path
+from vreyesam.runtime.manifest import DECODER, ENCODER, read_manifest
+from vreyesam.runtime.model import crypto
+model_dir = Path(os.environ["VREYESAM_MODEL_DIR"])
+manifest = read_manifest(model_dir)
+assert manifest.encrypted, "the model is not encrypted"
+key = crypto.parse_key(os.environ["VREYESAM_MODEL_KEY"])
+absent, present = {}, {}
+for role in (ENCODER, DECODER):
+    artifact = manifest.artifacts[role]
+    plain = crypto.decrypt((model_dir / artifact.file).read_bytes(), key, role)
+    assert plain[:1] == b"\x08" and b"pytorch" in plain[:64], "the decrypted graph is not ONNX"
+    digest = hashlib.sha256(plain)
+    absent[role + " sha256 (text)"] = digest.hexdigest().encode().hex()
+    absent[role + " sha256 (bytes)"] = digest.hexdigest()
+    absent[role + " ONNX header"] = plain[:64].hex()
+    for share in (4, 2, 1.34):
+        at = int(len(plain) / share)
+        absent[f"{role} bytes at {at}"] = plain[at : at + 64].hex()
+    present[role + " sealed sha256"] = artifact.sha256.encode().hex()
+print(json.dumps({"absent": absent, "present": present}))
+'
+
+sealed_static() { # sealed_static IMAGE MOUNTPOINT: the model in the image is encrypted, no graph in clear
+    local image=$1 m=$2 found
+    # (onnxruntime's wheel ships small test graphs of its own: the layer scan below looks for ours everywhere)
+    found=$(find "$m/opt/vreyesam" -name '*.onnx' -print)
+    [[ -z $found ]] || die "$image holds ONNX files: $found"
+    grep -q '"encrypted": true' "$m/opt/vreyesam/model/manifest.json" || die "$image: the model is not encrypted"
+    log "$image: the graphs are encrypted (*.onnx.enc), no *.onnx file in /opt/vreyesam"
+}
+
+refuses_without_key() { # refuses_without_key IMAGE MOUNTPOINT: the image's command exits 1 in one line
+    local image=$1 m=$2 port out rc=0
+    port=$(free_port)
+    new_tmpdir
+    out=$TMPD/refused.log
+    SERVE_ENV=()
+    serve_command "$image" "$m" "$port"
+    timeout 120 "${SERVE_CMD[@]}" >"$out" 2>&1 || rc=$?
+    [[ $rc == 1 ]] || { cat "$out" >&2; die "$image without VREYESAM_MODEL_KEY: exit code $rc, not 1"; }
+    [[ $(wc -l <"$out") == 1 ]] || { cat "$out" >&2; die "$image without VREYESAM_MODEL_KEY: not one line"; }
+    grep -q 'the model is encrypted' "$out" || { cat "$out" >&2; die "$image: the refusal does not say why"; }
+    log "$image without VREYESAM_MODEL_KEY: exit 1, $(cat "$out")"
+}
+
+smoke_space() { # smoke_space IMAGE CANARY KEY: the Space image built with VREYESAM_MODEL_KEY=KEY
+    local image=$1 canary=$2 key=$3 c m needles
+    c=$(B from --quiet --pull-never "$image")
+    CONTAINERS+=("$c")
+    m=$(B mount "$c")
+    smoke_static "$image" "$m"
+    sealed_static "$image" "$m"
+    refuses_without_key "$image" "$m"
+    SERVE_ENV=("VREYESAM_MODEL_KEY=$key")
+    smoke_run "$image" "$m"
+    SERVE_ENV=()
+    new_tmpdir
+    needles=$TMPD/needles.json
+    B run --isolation chroot --env "VREYESAM_MODEL_KEY=$key" "$c" -- python3 -c "$PLAINTEXT_NEEDLES" >"$needles" \
+        || die "$image: its graphs could not be decrypted with the build's key"
+    check_canary "$image" "$canary" "$needles"
+    log "$image: served with the key, refused without it, no plaintext graph in any layer"
 }
 
 # The image's own command, as its USER, with a read-only root filesystem and a tmpfs on /tmp (chroot into a
 # read-only bind of the mounted image, in private mount and pid namespaces): sets the array SERVE_CMD.
 SERVE_CMD=()
-serve_command() { # serve_command IMAGE MOUNTPOINT PORT [NAME=VALUE ...]  (extra environment for the server)
+SERVE_ENV=() # more VAR=VALUE settings for every served command (the model key)
+serve_command() { # serve_command IMAGE MOUNTPOINT PORT [NAME=VALUE ...]  (extra environment for this one)
     local image=$1 m=$2 port=$3 ro
     shift 3
     local -a extra=("$@")
@@ -369,7 +500,7 @@ serve_command() { # serve_command IMAGE MOUNTPOINT PORT [NAME=VALUE ...]  (extra
         mount -o remount,ro "$ro/dev"
         exec chroot --userspec="$user" "$ro" /usr/bin/env -i --chdir="$workdir" "$@"
     ' _ "$m" "$ro" "$user" "$workdir" "${envs[@]}" VREYESAM_HOST=127.0.0.1 "VREYESAM_PORT=$port" \
-        VREYESAM_ALLOW_RANDOM_WEIGHTS=1 "${extra[@]}" "${cmd[@]}")
+        VREYESAM_ALLOW_RANDOM_WEIGHTS=1 "${SERVE_ENV[@]}" "${extra[@]}" "${cmd[@]}")
 }
 
 smoke_run() { # serve IMAGE's model over HTTP and segment a PNG, with the test suite's server harness
@@ -457,10 +588,16 @@ ci_all() {
     stage model do_model
     stage serve do_serve
     stage serve-gpu do_serve_gpu
+    # The Space image takes the encrypted path, as a public Space must: random weights under a CI key.
+    local key
+    key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    VREYESAM_MODEL_KEY=$key
     stage space do_space
     HF_TOKEN=
+    VREYESAM_MODEL_KEY=
+    stage space-refuses space_refuses_plaintext
     stage smoke-serve smoke "$(img vreyesam-serve)" "$canary"
-    stage smoke-space smoke "$(img vreyesam-space)" "$canary"
+    stage smoke-space smoke_space "$(img vreyesam-space)" "$canary" "$key"
     stage smoke-serve-gpu smoke_gpu_without_gpu "$(img vreyesam-serve-gpu)"
     stage canary-model check_canary "$(img vreyesam-model)" "$canary"
     sizes
@@ -474,6 +611,7 @@ main() {
         all) ci_all ;;
         hadolint) do_hadolint ;;
         gen-space) gen_space ;;
+        print-space) print_space ;;
         check-space) check_space ;;
         base) ENGINE=buildah; ensure_buildah; stage base do_base ;;
         model) pick_engine; stage model do_model ;;
@@ -485,6 +623,11 @@ main() {
             ENGINE=buildah
             stage smoke smoke "${1:-$(img vreyesam-serve)}"
             ;;
+        smoke-space) # smoke-space KEY [IMAGE]: the checks CI runs on the encrypted Space image
+            ENGINE=buildah
+            stage smoke-space smoke_space "${2:-$(img vreyesam-space)}" "" "${1:?usage: smoke-space KEY [IMAGE]}"
+            ;;
+        space-refuses) ENGINE=buildah; ensure_buildah; stage space-refuses space_refuses_plaintext ;;
         sizes) ENGINE=buildah; sizes ;;
         *) die "unknown command: $cmd (see the header of $0)" ;;
     esac

@@ -3,8 +3,9 @@
 Rooms, top to bottom (a room imports only rooms below it; the contract is `[tool.vreyesam.boundaries]` in
 pyproject.toml, checked by tests/test_boundaries.py):
 
-    tools/    the command-line programs: serve, predict, evaluate, synth
-    http/     the predict-only API: app factory, routes, error mapping, body limit, logs, auth, admission
+    tools/    the command-line programs: serve, predict, evaluate, synth, space
+    http/     the predict-only API and the page for people: app factory, routes, page, error mapping, body
+              limit, logs, auth, admission
     model/    model directory read once and verified, variants, golden self-test, the procedure's stages
     engines/  onnxruntime and OpenVINO behind one `Graph` protocol; device -> execution providers
     media/    (beside the layers, imports no room) decoding untrusted images, rendering PNG/RLE, atomic files

@@ -44,6 +44,7 @@ class Settings:
     decoder_batch: int = 0  # VREYESAM_DECODER_BATCH: prompts per decoder call (0 = by provider)
     allow_random_weights: bool = False  # VREYESAM_ALLOW_RANDOM_WEIGHTS: serve a random-weights demo model
     enable_docs: bool = False  # VREYESAM_ENABLE_DOCS: OpenAPI document and /docs, for development only
+    page: bool = True  # VREYESAM_PAGE: the page for people at / (off: an API-only deployment, / is 404)
     max_body_bytes: int = 10 * MiB  # VREYESAM_MAX_BODY_BYTES: request body cap, enforced while streaming
     max_width: int = 8192  # VREYESAM_MAX_WIDTH: image width cap (read from the header before decoding)
     max_height: int = 8192  # VREYESAM_MAX_HEIGHT

@@ -59,6 +59,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "cpu",
         ("numpy", "cv2", "PIL"),
     ),
+    "space": Subcommand(
+        "vreyesam.runtime.tools.space",
+        "write a folder ready to push to a Hugging Face Space (weights encrypted in its image)",
+        "",
+        (),  # the standard library only: it copies files from a source checkout
+    ),
 }
 
 

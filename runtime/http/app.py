@@ -1,8 +1,9 @@
-"""The predict-only HTTP API: POST /predict, GET /healthz, GET /readyz — and nothing else.
+"""The predict-only HTTP API: POST /predict, GET /healthz, GET /readyz — and the page for people.
 
-No interactive docs or OpenAPI route unless VREYESAM_ENABLE_DOCS is set (development), no static files,
-no route that can return model bytes or list files. Every error is JSON `{"error": {"code", "message"}}`
-(see `errors`); internal details go to the log, never to the caller.
+The page (`page`: `/` and its three files, a static client of /predict and /readyz) is on unless
+VREYESAM_PAGE=0. No interactive docs or OpenAPI route unless VREYESAM_ENABLE_DOCS is set (development),
+no other static files, no route that can return model bytes or list files. Every error is JSON
+`{"error": {"code", "message"}}` (see `errors`); internal details go to the log, never to the caller.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from vreyesam.runtime.http import routes
+from vreyesam.runtime.http import page, routes
 from vreyesam.runtime.http.admission import Overloaded
 from vreyesam.runtime.http.body_limit import BodyLimitMiddleware
 from vreyesam.runtime.http.errors import ApiError, error_answer, json_error_body
@@ -97,4 +98,6 @@ def create_app(
     app.add_api_route("/healthz", routes.healthz, methods=["GET"])
     app.add_api_route("/readyz", routes.readyz, methods=["GET"], response_model=None)
     app.add_api_route("/predict", routes.predict, methods=["POST"], response_model=None)
+    if settings.page:
+        page.add_page(app)
     return app

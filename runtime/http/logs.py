@@ -19,8 +19,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vreyesam.runtime.http import page
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-KNOWN_ROUTES = frozenset({"/predict", "/healthz", "/readyz", "/openapi.json", "/docs"})
+KNOWN_ROUTES = frozenset({"/predict", "/healthz", "/readyz", "/openapi.json", "/docs"}) | page.ROUTES
 
 access_log = logging.getLogger("vreyesam.access")
 

@@ -16,6 +16,9 @@ from vreyesam.runtime.http.errors import ApiError
 from vreyesam.runtime.model.procedure import MAX_POINTS
 from vreyesam.runtime.vocabulary import OUTPUT_KINDS, OutputKind
 
+# The procedure's defaults (the reference's 30 prompts, threshold 0.2); the seed's default is the manifest's.
+DEFAULT_POINTS = 30
+DEFAULT_THRESHOLD = 0.2
 # A multipart body holds one file field `image` and nothing else of size: no room for a form bomb.
 MULTIPART_LIMITS = {"max_files": 1, "max_fields": 4, "max_part_size": 1024}
 

@@ -17,7 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from vreyesam.runtime.http import answers
 from vreyesam.runtime.http.errors import ApiError
-from vreyesam.runtime.http.params import PredictQuery, predict_query, read_image_bytes
+from vreyesam.runtime.http.params import (
+    DEFAULT_POINTS,
+    DEFAULT_THRESHOLD,
+    PredictQuery,
+    predict_query,
+    read_image_bytes,
+)
 from vreyesam.runtime.http.state import EdgeState
 from vreyesam.runtime.media import render
 from vreyesam.runtime.media.decode import decode_image
@@ -56,6 +62,8 @@ def readyz(request: Request) -> JSONResponse:
                 "random_weights": manifest.source.random_weights,
                 **({"refused_variants": segmenter.refused} if segmenter.refused else {}),
             },
+            # What /predict does when a parameter is not given (the page shows them).
+            "defaults": {"points": DEFAULT_POINTS, "threshold": DEFAULT_THRESHOLD, "seed": manifest.procedure.seed},
         }
     )
 
@@ -80,8 +88,8 @@ def _infer(
 
 async def predict(
     request: Request,
-    points: Annotated[int, Query(ge=1, le=MAX_POINTS, description="number of sampled prompts")] = 30,
-    threshold: Annotated[float, Query(ge=0.0, le=1.0, description="probability threshold")] = 0.2,
+    points: Annotated[int, Query(ge=1, le=MAX_POINTS, description="number of sampled prompts")] = DEFAULT_POINTS,
+    threshold: Annotated[float, Query(ge=0.0, le=1.0, description="probability threshold")] = DEFAULT_THRESHOLD,
     seed: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="prompt sampler seed")] = None,
     outputs: Annotated[str, Query(max_length=64, description="any of mask,probability,uncertainty,overlay")] = "mask",
     prompts: Annotated[str | None, Query(max_length=2048, description="explicit prompts 'x,y;x,y'")] = None,

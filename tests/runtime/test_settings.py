@@ -25,6 +25,7 @@ def test_values_are_parsed_by_the_field_type(tmp_path: Path) -> None:
             "VREYESAM_PORT": " 7000 ",
             "VREYESAM_ALLOW_RANDOM_WEIGHTS": "yes",
             "VREYESAM_ENABLE_DOCS": "off",
+            "VREYESAM_PAGE": "0",
             "VREYESAM_QUEUE_TIMEOUT_S": "2.5",
             "VREYESAM_MAX_WIDTH": "100",
             "VREYESAM_PRECISION": "bf16-encoder",
@@ -33,6 +34,7 @@ def test_values_are_parsed_by_the_field_type(tmp_path: Path) -> None:
     )
     assert settings.model_dir == tmp_path and settings.port == 7000
     assert settings.allow_random_weights is True and settings.enable_docs is False
+    assert settings.page is False and Settings().page is True  # the page is on unless turned off
     assert settings.queue_timeout_s == 2.5
     assert settings.decode_limits == DecodeLimits(max_width=100)
     assert (settings.precision, settings.device) == ("bf16-encoder", "cpu")

@@ -150,7 +150,8 @@ def test_same_image_same_answer(server: ServerProcess, eye_png: bytes, full_answ
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
-        ("GET", "/", 404),
+        ("GET", "/index.html", 404),  # `/` is the page (test_page.py); nothing else is a file
+        ("POST", "/", 405),
         ("GET", "/docs", 404),
         ("GET", "/openapi.json", 404),
         ("GET", "/redoc", 404),
@@ -163,7 +164,7 @@ def test_same_image_same_answer(server: ServerProcess, eye_png: bytes, full_answ
         ("POST", "/readyz", 405),
     ],
 )
-def test_nothing_but_the_three_routes(server: ServerProcess, method: str, path: str, status: int) -> None:
+def test_nothing_but_the_api_and_the_page(server: ServerProcess, method: str, path: str, status: int) -> None:
     response = httpx.request(method, server.base_url + path)
     assert response.status_code == status
     assert response.json()["error"]["code"] in {"not_found", "method_not_allowed"}
