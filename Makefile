@@ -102,7 +102,8 @@ clean:
 # HF_TOKEN from the environment becomes the build secret HF_TOKEN (never a build arg).
 #   make image-model      vreyesam-model:TAG      the exported model directory only (FROM scratch)
 #   make image-serve      vreyesam-serve:TAG      CPU serving image built on vreyesam-model:TAG
-#   make image-serve-gpu  vreyesam-serve-gpu:TAG  CUDA serving image (onnxruntime-gpu, several GB; not in CI)
+#   make image-serve-gpu  vreyesam-serve-gpu:TAG  CUDA serving image (onnxruntime-gpu, several GB; CI builds it
+#                                                 and checks it on a machine without a GPU)
 #   make image-space      vreyesam-space:TAG      the Hugging Face Space, built from the folder `vreyesam space`
 #                                                 writes (builder + serving; real weights need VREYESAM_MODEL_KEY)
 #   make space-folder     build-out/space         that folder, ready to push to a Space (SPACE_DIR=...)
