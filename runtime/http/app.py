@@ -8,6 +8,7 @@ no other static files, no route that can return model bytes or list files. Every
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -79,6 +80,9 @@ def create_app(
         loader.daemon = True
         loader.start()
         yield
+        # A SIGTERM while the model loads: let the loader leave the engines' native code before the
+        # interpreter exits (an exit under a thread inside onnxruntime aborts the process), within the grace.
+        await asyncio.to_thread(loader.join, settings.shutdown_timeout_s)
 
     docs = settings.enable_docs
     app = FastAPI(

@@ -189,3 +189,17 @@ def test_sigterm_lets_the_request_in_flight_finish(model_dir: Path, tmp_path: Pa
         assert "Traceback" not in proc.log()
     finally:
         proc.stop(signal.SIGKILL, timeout_s=10)
+
+
+def test_sigterm_while_the_model_loads_exits_cleanly(model_dir: Path, tmp_path: Path) -> None:
+    """The port is open before the model is loaded: a SIGTERM then waits for the loader, exits 0, no abort."""
+    proc = start_server(model_dir, tmp_path / "server.log", "--allow-random-weights")
+    try:
+        proc.wait_until("/healthz", 200, timeout_s=60, poll_s=0.02)
+        assert httpx.get(proc.base_url + "/readyz").status_code == 503  # still loading
+        proc.process.send_signal(signal.SIGTERM)
+        code = proc.process.wait(timeout=60)
+        assert code == 0, proc.log()[-2000:]
+        assert "terminate called" not in proc.log() and "Traceback" not in proc.log()
+    finally:
+        proc.stop(signal.SIGKILL, timeout_s=10)
