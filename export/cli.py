@@ -73,7 +73,10 @@ def _encryption_key(args: argparse.Namespace) -> bytes | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # The export's own progress at INFO; the libraries it drives (onnxscript's optimizer, onnxruntime's
+    # transformer tools) report every rewrite at INFO, thousands of lines: only their warnings are shown.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("vreyesam").setLevel(logging.INFO)
     if args.new_key is not None:
         return _new_key(args.new_key)
     try:
