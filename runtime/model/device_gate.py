@@ -17,7 +17,7 @@ import numpy as np
 from vreyesam.runtime.engines.graph import Graph
 from vreyesam.runtime.gate_report import GateThresholds
 from vreyesam.runtime.model.agreement import confident_pixel_iou, iou, relative_error
-from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
+from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter, replace_encoder
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,7 @@ def gate(
     variant: Segmenter, fp32_encoder: Graph, images: list[np.ndarray], thresholds: GateThresholds
 ) -> DeviceGateResult:
     """The variant against the same pipeline with the fp32 encoder, on each image, with default prompts."""
-    reference = Segmenter(
-        manifest=variant.manifest,
-        preprocess=variant.preprocess,
-        encoder=fp32_encoder,
-        decoder=variant.decoder,
-        procedure=variant.procedure,
-        decoder_batch=variant.decoder_batch,
-    )
+    reference = replace_encoder(variant, fp32_encoder)
     options = PredictOptions(maps=("binary",))
     logits_error, confident, final = 0.0, 1.0, 1.0
     for image in images:

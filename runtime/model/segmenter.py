@@ -259,8 +259,9 @@ class Segmenter:
         )
 
 
-def replace_encoder(segmenter: Segmenter, fp32_encoder: Graph, refused: Mapping[str, str]) -> Segmenter:
-    """The same segmenter with the fp32 encoder: what serves when a variant's encoder failed on the device."""
+def replace_encoder(segmenter: Segmenter, fp32_encoder: Graph, refused: Mapping[str, str] | None = None) -> Segmenter:
+    """The same segmenter with the fp32 encoder: the device gate's reference, and what serves when a variant's
+    encoder failed there (`refused` says which and why)."""
     return Segmenter(
         manifest=segmenter.manifest,
         preprocess=segmenter.preprocess,
