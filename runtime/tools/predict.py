@@ -28,7 +28,7 @@ from tqdm import tqdm
 from vreyesam.runtime.media.decode import ImageInputError, configure_opencv_limits
 from vreyesam.runtime.settings import DecodeLimits, Settings, SettingsError, load_settings
 from vreyesam.runtime.tools.inputs import InputFile, UsageError, find_inputs
-from vreyesam.runtime.tools.model_flags import add_model_flags, model_overrides
+from vreyesam.runtime.tools.model_flags import add_cluster_flags, add_model_flags, model_overrides
 from vreyesam.runtime.tools.outputs import KINDS, OVERLAY, output_path, predict_file, write_outputs
 from vreyesam.runtime.tools.summary import (
     COLUMNS,
@@ -137,7 +137,7 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the command line's flags over them; the model directory must exist."""
     settings = load_settings().with_overrides(**model_overrides(args))
     if settings.model_dir is None:
@@ -190,7 +190,7 @@ def _run_batch(batch: Batch, inputs: list[InputFile]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = _settings(args)
+        settings = settings_from_args(args)
         inputs = find_inputs(args.inputs, args.recursive, exclude=args.out)
         if not inputs:
             raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -257,3 +257,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=_at_least(1), help="prompt points per image (default: the model's)")
     parser.add_argument("--threshold", type=_fraction, help="probability threshold (default: the model's)")
     parser.add_argument("--seed", type=_at_least(0), help="seed of the prompt points (default: the model's)")
+    add_cluster_flags(parser)
