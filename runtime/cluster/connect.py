@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,6 +40,16 @@ class ClusterError(Exception):
     """The cluster cannot be used; the message is one line, safe to print."""
 
 
+class StartupRefused(RuntimeError):
+    """Raised by a replica's or an actor's constructor when its model fails the checks; the message is safe."""
+
+
+def startup_refusal(exc: BaseException) -> str | None:
+    """The message of the StartupRefused that a Ray error (which holds the remote traceback) carries, if any."""
+    found = re.search(rf"{StartupRefused.__name__}: ([^\n]+)", str(exc))
+    return found.group(1) if found else None
+
+
 def node_environment(settings: Settings) -> dict[str, str]:
     """The variables a node must be started with for these settings (the proxy reads its cap from them)."""
     return {**NODE_ENVIRONMENT, "VREYESAM_MAX_BODY_BYTES": str(settings.max_body_bytes)}
@@ -51,14 +62,20 @@ def _require_token_auth() -> None:
 
 
 @contextmanager
-def connected(address: str | None, settings: Settings, *, log_to_driver: bool) -> Iterator[bool]:
+def connected(
+    address: str | None, settings: Settings, *, log_to_driver: bool, logging_level: int = logging.INFO
+) -> Iterator[bool]:
     """Ray, initialised for this process; yields True for a private cluster (stopped on leaving).
 
     `address` None means `RAY_ADDRESS` if set, else a private cluster on this machine.
     """
     _require_token_auth()
     private = address is None and not os.environ.get("RAY_ADDRESS")
-    options: dict[str, object] = {"namespace": NAMESPACE, "log_to_driver": log_to_driver}
+    options: dict[str, object] = {
+        "namespace": NAMESPACE,
+        "log_to_driver": log_to_driver,
+        "logging_level": logging_level,
+    }
     if private:
         os.environ.update(node_environment(settings))  # inherited by the raylet, its proxies and replicas
         options.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")

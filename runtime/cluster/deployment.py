@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
+from vreyesam.runtime.cluster.connect import StartupRefused
+from vreyesam.runtime.cluster.resources import actor_settings, reserved, without_secrets
 from vreyesam.runtime.http.errors import RETRY_AFTER_S
 from vreyesam.runtime.http.logs import configure_logging
 from vreyesam.runtime.media.decode import configure_opencv_limits
@@ -39,29 +40,15 @@ APP_NAME = "vreyesam"
 DEPLOYMENT_NAME = "VREyeSAM"
 LOAD_TIMEOUT_S = 600.0  # the longest a replica may take to load and self-test its model before Ray replaces it
 HEALTH_CHECK_PERIOD_S = 10.0
-# Settings a replica must not receive through Ray's runtime_env, which Ray stores and shows in its state API.
-_SECRET_SETTINGS = ("VREYESAM_MODEL_KEY",)
-
-
-class ReplicaStartupError(RuntimeError):
-    """The replica's model directory failed the pre-flight checks; the message is safe to log."""
 
 
 class ModelNotReady(RuntimeError):
     """The health check's answer for a replica without a loaded model."""
 
 
-def replica_settings(settings: Settings) -> Settings:
-    """One replica's settings: with VREYESAM_THREADS unset, one inference thread per reserved CPU (not one per
-    core of the node, which would oversubscribe a node that holds several replicas)."""
-    if settings.threads:
-        return settings
-    return replace(settings, threads=max(1, int(settings.ray_cpus)))
-
-
 class Replica:
     def __init__(self) -> None:
-        settings = replica_settings(load_settings())
+        settings = actor_settings(load_settings())
         configure_opencv_limits(settings.decode_limits)  # before cv2 is imported (by the server module)
         configure_logging(settings.log_level)
         from vreyesam.runtime.http import server
@@ -69,7 +56,7 @@ class Replica:
         try:
             files = server.preflight(settings)
         except server.StartupError as exc:
-            raise ReplicaStartupError(str(exc)) from None
+            raise StartupRefused(str(exc)) from None
         # A failed load is reported by check_health (Ray replaces the replica), not by stopping the process.
         self._app = server.build_app(settings, files, on_load_failure=lambda: None)
 
@@ -88,13 +75,12 @@ class Replica:
 
 def deployment_options(settings: Settings) -> dict[str, Any]:
     """Serve's options for the deployment, all from the settings."""
-    gpus = settings.ray_gpus if settings.device == "cuda" else 0.0
     options: dict[str, Any] = {
         "name": DEPLOYMENT_NAME,
         "max_ongoing_requests": settings.max_concurrency,
         "max_queued_requests": settings.max_queue,
         "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S),
-        "ray_actor_options": {"num_cpus": settings.ray_cpus, "num_gpus": gpus},
+        "ray_actor_options": reserved(settings),
         "health_check_period_s": HEALTH_CHECK_PERIOD_S,
         "graceful_shutdown_timeout_s": settings.shutdown_timeout_s,
     }
@@ -115,8 +101,7 @@ def application(settings: Settings, env_vars: dict[str, str] | None = None) -> s
     """The bound application; `env_vars` (the settings as variables) reach every replica's environment."""
     options = deployment_options(settings)
     if env_vars:
-        safe = {name: value for name, value in env_vars.items() if name not in _SECRET_SETTINGS}
-        options["ray_actor_options"]["runtime_env"] = {"env_vars": safe}
+        options["ray_actor_options"]["runtime_env"] = {"env_vars": without_secrets(env_vars)}
     ingress = serve.deployment(serve.ingress()(Replica))
     return ingress.options(**options).bind()
 

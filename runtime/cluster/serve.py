@@ -14,57 +14,34 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from vreyesam.runtime.cluster.resources import add_resource_flags, with_resource_flags
 from vreyesam.runtime.http.logs import configure_logging
 from vreyesam.runtime.media.decode import configure_opencv_limits
-from vreyesam.runtime.settings import Settings, SettingsError, validate
+from vreyesam.runtime.settings import Settings, SettingsError
 from vreyesam.runtime.tools import serve as plain
 
 log = logging.getLogger("vreyesam.cluster")
 PROG = "vreyesam serve --ray"
 
 
-def add_replica_flags(parser: argparse.ArgumentParser) -> None:
+def configure(parser: argparse.ArgumentParser) -> None:
+    plain.configure(parser)
     parser.add_argument("--replicas", type=int, help="Serve replicas (env VREYESAM_RAY_REPLICAS, default 1)")
     parser.add_argument(
         "--max-replicas", type=int, help="autoscale up to this many replicas (env VREYESAM_RAY_MAX_REPLICAS)"
     )
-    parser.add_argument("--ray-cpus", type=float, help="CPUs per replica (env VREYESAM_RAY_CPUS, default 1)")
-    parser.add_argument(
-        "--ray-gpus", type=float, help="GPUs per replica with --device cuda (env VREYESAM_RAY_GPUS, default 1)"
-    )
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    plain.configure(parser)
-    add_replica_flags(parser)
-
-
-def cluster_settings(args: argparse.Namespace) -> Settings:
-    settings = plain.settings_from_args(args).with_overrides(
-        ray_replicas=args.replicas, ray_max_replicas=args.max_replicas, ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus
-    )
-    validate(settings)  # the flags are checked as the environment's values are
-    if settings.ray_cpus <= 0 or settings.ray_gpus <= 0:
-        raise SettingsError("--ray-cpus and --ray-gpus must be above 0")
-    return settings
+    add_resource_flags(parser)
 
 
 def _fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 1
-
-
-def _deploy_failure(exc: Exception) -> str:
-    """One safe line for a failed deployment: the replicas' own start-up refusal when there is one."""
-    found = re.search(r"ReplicaStartupError: ([^\n]+)", str(exc))
-    return f"the replicas could not start: {found.group(1)}" if found else "the deployment failed (see the Ray logs)"
 
 
 def _wait_for_signal() -> None:
@@ -79,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: --workers is for one machine; use --replicas", file=sys.stderr)
         return 2
     try:
-        settings = cluster_settings(args)
+        settings = with_resource_flags(
+            plain.settings_from_args(args), args, ray_replicas=args.replicas, ray_max_replicas=args.max_replicas
+        )
     except SettingsError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -101,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(settings: Settings, address: str | None, env_vars: dict[str, str]) -> int:
     from ray import serve
 
-    from vreyesam.runtime.cluster.connect import ClusterError, check_nodes, connected
+    from vreyesam.runtime.cluster.connect import ClusterError, check_nodes, connected, startup_refusal
     from vreyesam.runtime.cluster.deployment import APP_NAME, application
 
     started = time.monotonic()
@@ -112,11 +91,17 @@ def _serve(settings: Settings, address: str | None, env_vars: dict[str, str]) ->
             try:
                 serve.run(application(settings, env_vars), name=APP_NAME, route_prefix="/")
             except RuntimeError as exc:
-                return _fail(_deploy_failure(exc))
+                refusal = startup_refusal(exc)
+                return _fail(f"the replicas could not start: {refusal}" if refusal else "the deployment failed")
             log.info(
                 "serving on Ray",
-                extra={"fields": {"url": f"http://{settings.host}:{settings.port}", "private_cluster": private,
-                                  "ready_after_s": round(time.monotonic() - started, 1)}},
+                extra={
+                    "fields": {
+                        "url": f"http://{settings.host}:{settings.port}",
+                        "private_cluster": private,
+                        "ready_after_s": round(time.monotonic() - started, 1),
+                    }
+                },
             )
             try:
                 _wait_for_signal()

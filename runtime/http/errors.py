@@ -65,7 +65,9 @@ def body_too_large(max_body_bytes: int) -> ErrorAnswer:
 
 def unavailable() -> ErrorAnswer:
     """A request that got no answer from the part that should have made it (a Ray Serve replica that died)."""
-    return ErrorAnswer(503, "unavailable", "the request could not be completed, retry", {"Retry-After": str(RETRY_AFTER_S)})
+    return ErrorAnswer(
+        503, "unavailable", "the request could not be completed, retry", {"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 def _image_status(exc: ImageInputError) -> int:
