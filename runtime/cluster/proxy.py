@@ -62,6 +62,9 @@ class _AnswerShaper:
             if message["status"] >= 400 and kind not in _APP_TYPES:
                 self._replaced = proxy_answer(message["status"], headers)
                 return
+            # Ray's proxy adds the X-Request-ID the app already echoes: one copy of each header line.
+            unique = dict.fromkeys((bytes(name), bytes(value)) for name, value in message.get("headers", []))
+            message = {**message, "headers": list(unique)}
         elif message["type"] == "http.response.body" and self._replaced is not None:
             if not message.get("more_body", False):
                 await send_error(self._send, self._replaced)
