@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
@@ -39,6 +40,19 @@ class TwoNodes:
     def address(self) -> str:
         return self.cluster.address
 
+    @property
+    def logs(self) -> Path:
+        """The nodes' log folder (one machine: one session folder), where each worker process writes
+        worker-<id>-<job>-<pid>.err with its stderr."""
+        return Path(self.cluster.head_node.get_session_dir_path()) / "logs"
+
+    def worker_logs(self) -> dict[int, str]:
+        """The stderr of every Ray worker process of the cluster so far, by pid."""
+        found = {}
+        for path in self.logs.glob("worker-*.err"):
+            found[int(path.stem.rsplit("-", 1)[1])] = path.read_text(errors="replace")
+        return found
+
     def kill_worker(self) -> None:
         """The worker node's raylet and its processes killed at once (no graceful drain): a lost machine."""
         self.cluster.remove_node(self.worker, allow_graceful=False)
@@ -49,8 +63,11 @@ class TwoNodes:
 
 
 @contextmanager
-def two_node_cluster(*, head_cpus: int, worker_cpus: int, max_body_bytes: int | None = None) -> Iterator[TwoNodes]:
-    """A head and a worker node; `max_body_bytes` is the nodes' VREYESAM_MAX_BODY_BYTES (the proxy's cap)."""
+def two_node_cluster(
+    temp_dir: Path, *, head_cpus: int, worker_cpus: int, max_body_bytes: int | None = None
+) -> Iterator[TwoNodes]:
+    """A head and a worker node keeping their files under `temp_dir`; `max_body_bytes` is the nodes'
+    VREYESAM_MAX_BODY_BYTES (the proxy's cap)."""
     settings = load_settings({"VREYESAM_MAX_BODY_BYTES": str(max_body_bytes)} if max_body_bytes else {})
     token = secrets.token_hex(32)
     env = {**node_environment(settings), "RAY_AUTH_TOKEN": token}
@@ -64,6 +81,7 @@ def two_node_cluster(*, head_cpus: int, worker_cpus: int, max_body_bytes: int | 
                 "num_cpus": head_cpus,
                 "object_store_memory": OBJECT_STORE_BYTES,
                 "include_dashboard": False,
+                "temp_dir": str(temp_dir),
                 "_system_config": FAST_FAILURE_DETECTION,
             },
         )

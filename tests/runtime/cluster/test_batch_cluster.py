@@ -71,9 +71,9 @@ def local(images: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def nodes() -> Iterator[TwoNodes]:
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
     # The head has room for a second model copy, so the job can go on when the worker is lost.
-    with two_node_cluster(head_cpus=2, worker_cpus=1) as cluster:
+    with two_node_cluster(tmp_path_factory.mktemp("ray"), head_cpus=2, worker_cpus=1) as cluster:
         yield cluster
 
 
