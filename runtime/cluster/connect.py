@@ -5,9 +5,9 @@ Ray's control ports (GCS, dashboard, job API, client server) run code for whoeve
   `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`, and makes one for a private cluster;
 - a private cluster (no address given, no `RAY_ADDRESS`) binds everything to 127.0.0.1 and runs no
   dashboard: only the Serve port (`--host`, `--port`) is opened to the outside;
-- the nodes of a real cluster are started by whoever runs it with `NODE_ENVIRONMENT` and the flags of
-  `HEAD_FLAGS` (README "Scaling out", deploy/ray/), and `check_nodes` refuses a cluster whose nodes would
-  run Ray's proxy without the body cap.
+- the nodes of a real cluster are started by whoever runs it with `NODE_ENVIRONMENT` and the head with
+  `--dashboard-host=127.0.0.1` (README "Scaling out", deploy/ray/), and `check_nodes` refuses a cluster
+  whose nodes would run Ray's proxy without the body cap.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ AUTH_VARIABLE = "RAY_AUTH_MODE"
 NAMESPACE = "vreyesam"
 # What every node's `ray start` needs in its environment (the proxy and the replicas inherit it).
 NODE_ENVIRONMENT = {AUTH_VARIABLE: "token", CALLBACK_VARIABLE: CALLBACK}
-# `ray start --head` flags that keep the code-running ports on the node itself: no client server, the
-# dashboard (and with it the job API) on loopback. GCS and raylet ports must stay reachable by the other
-# nodes; the token guards them, and the network policy in deploy/ keeps them inside the cluster.
-HEAD_FLAGS = ("--dashboard-host=127.0.0.1", "--ray-client-server-port=0")
 
 
 class ClusterError(Exception):
