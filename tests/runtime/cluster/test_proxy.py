@@ -6,11 +6,11 @@ wraps); the two-node tests (test_serve_cluster.py) run it inside Ray's real prox
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tests.asgi_client import body_size, exchange
 from vreyesam.runtime.cluster.proxy import CALLBACK, ProxyGate, middlewares
 
 CAP = 1000
@@ -22,12 +22,7 @@ def _answering(status: int, content_type: bytes, body: bytes, extra: list[tuple[
     """An inner app that reads the whole body, then answers as given (the proxy's plain text, or the app's JSON)."""
 
     async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Message]], send: Any) -> None:
-        size, more = 0, True
-        while more:
-            message = await receive()
-            size += len(message.get("body", b""))
-            more = message.get("more_body", False)
-        scope["received"] = size
+        scope["received"] = await body_size(receive)
         headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *(extra or [])]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -42,27 +37,7 @@ async def _silent(scope: dict[str, Any], receive: Callable[[], Awaitable[Message
 
 def _run(app: App, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[list[Message], int, dict]:
     """(messages sent to the client, chunks read from it, the scope) for one request through the gate."""
-    sent: list[Message] = []
-    pending = [
-        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
-        for index, chunk in enumerate(chunks)
-    ]
-    consumed = 0
-
-    async def receive() -> Message:
-        nonlocal consumed
-        if consumed < len(pending):
-            consumed += 1
-            return pending[consumed - 1]
-        await asyncio.sleep(3600)
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: dict[str, Any] = {"type": "http", "headers": headers}
-    asyncio.run(ProxyGate(app, max_body_bytes=CAP, drain_idle_s=0.2)(scope, receive, send))
-    return sent, consumed, scope
+    return exchange(ProxyGate(app, max_body_bytes=CAP, drain_idle_s=0.2), headers, chunks)
 
 
 def _answer(sent: list[Message]) -> tuple[int, dict[bytes, bytes], bytes]:

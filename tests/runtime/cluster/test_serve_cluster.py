@@ -155,20 +155,20 @@ def test_a_body_over_the_cap_is_refused_by_the_proxy(cluster_server: ServerProce
     assert '"status": 413' not in cluster_server.log()[seen:]
 
 
+def post_image(server: ServerProcess, image: bytes, points: int) -> httpx.Response:
+    return httpx.post(
+        server.base_url + "/predict",
+        params={"points": points},
+        content=image,
+        headers={"content-type": "image/png"},
+        timeout=180,
+    )
+
+
 def test_a_full_cluster_answers_only_200_or_503_with_retry_after(cluster_server: ServerProcess) -> None:
     image = corpus.png(64, 48)
-
-    def call(_: int) -> httpx.Response:
-        return httpx.post(
-            cluster_server.base_url + "/predict",
-            params={"points": 1},
-            content=image,
-            headers={"content-type": "image/png"},
-            timeout=180,
-        )
-
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        answers = list(pool.map(call, range(16)))
+        answers = list(pool.map(lambda _: post_image(cluster_server, image, 1), range(16)))
     statuses = sorted(response.status_code for response in answers)
     assert set(statuses) == {200, 503}, statuses  # 2 running + 2 queued at most, the rest turned away at once
     for response in answers:
@@ -181,18 +181,8 @@ def test_a_full_cluster_answers_only_200_or_503_with_retry_after(cluster_server:
 def test_killing_a_replica_loses_no_accepted_request_silently(nodes: TwoNodes, cluster_server: ServerProcess) -> None:
     image = corpus.png(320, 240)
     before = sorted(pid for pid in ready_replicas(nodes) if Path(f"/proc/{pid}").exists())
-
-    def call(_: int) -> httpx.Response:
-        return httpx.post(
-            cluster_server.base_url + "/predict",
-            params={"points": 30},
-            content=image,
-            headers={"content-type": "image/png"},
-            timeout=180,
-        )
-
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        pending = [pool.submit(call, index) for index in range(4)]
+        pending = [pool.submit(post_image, cluster_server, image, 30) for _ in range(4)]
         time.sleep(1.0)  # two are running, two queued in the proxy
         victim = before[-1]
         os.kill(victim, signal.SIGKILL)  # a replica process of the cluster this module started
