@@ -8,9 +8,9 @@
    sequential requests (a 400x300 synthetic eye, default parameters): p50 of each and their ratio (the Ray
    proxy's overhead); start-up to ready (/readyz 200 and the app deployed); resident memory of the plain
    server and of every process of the cluster path by role (replica, proxy, controller, the rest of Ray).
-2. Big bodies: a 400 MB upload (declared length) to the cluster's proxy: time to its 413, and the peak
-   memory of the proxy and the replica, with this project's proxy gate and, in a second private cluster
-   started here without it, with Ray's proxy alone.
+2. Big bodies: a 400 MB upload, with a declared length and chunked, to the cluster's proxy: its status,
+   the time to it, and how much the peak memory of the proxy and the replica grew, with this project's
+   proxy gate and, in a private cluster started here without it, with Ray's proxy alone.
 3. Offline: `vreyesam predict` and `vreyesam predict --ray` (private cluster, as many actors as CPUs) over
    the same --images files: wall time including start-up, images/s, their ratio.
 """
@@ -52,7 +52,7 @@ def session_processes(leader: int) -> dict[int, str]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[4]) == leader:
+            if int(fields[3]) == leader:  # fields after the name: state, ppid, pgrp, session
                 found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, ValueError, IndexError):
             continue
@@ -96,6 +96,7 @@ def ray_server(model: Path, workdir: Path, env: dict[str, str] | None = None) ->
 
 
 def big_body(size: int) -> Iterator[bytes]:
+    """A PNG signature then zeros, streamed (the client holds 1 MiB at a time)."""
     yield b"\x89PNG\r\n\x1a\n"
     sent, chunk = 8, b"\0" * MiB
     while sent < size:
@@ -104,24 +105,22 @@ def big_body(size: int) -> Iterator[bytes]:
         yield piece
 
 
-def oversized(server: ServerProcess, size: int) -> dict[str, Any]:
-    """Time to the answer of a `size`-byte upload and the proxy's and replica's memory growth (peak)."""
+def oversized(server: ServerProcess, size: int, declared: bool) -> dict[str, Any]:
+    """A `size`-byte upload, with a Content-Length or chunked: its status, the seconds to it, and how much the
+    peak resident memory (VmHWM) of the proxy and of the replica grew."""
     before = memory_by_role(server.pid, "VmHWM")
     started = time.perf_counter()
-    headers = {"content-type": "image/png", "content-length": str(size)}
+    headers = {"content-type": "image/png", **({"content-length": str(size)} if declared else {})}
     try:
-        status: int | str = httpx.post(
-            server.base_url + "/predict", content=big_body(size), headers=headers, timeout=600
-        ).status_code
+        answer = httpx.post(server.base_url + "/predict", content=big_body(size), headers=headers, timeout=600)
+        status: int | str = answer.status_code
     except httpx.HTTPError as exc:
         status = type(exc).__name__
+    seconds = round(time.perf_counter() - started, 2)
+    time.sleep(5)  # what the proxy and the replica still read after the answer
     after = memory_by_role(server.pid, "VmHWM")
-    return {
-        "status": status,
-        "seconds": round(time.perf_counter() - started, 2),
-        "peak_mb_before": {role: before.get(role) for role in ("proxy", "replica")},
-        "peak_mb_after": {role: after.get(role) for role in ("proxy", "replica")},
-    }
+    growth = {role: round(after.get(role, 0.0) - before.get(role, 0.0), 1) for role in ("proxy", "replica")}
+    return {"status": status, "seconds": seconds, "peak_growth_mb": growth, "proxy_rss_mb": after.get("proxy")}
 
 
 def online(model: Path, workdir: Path, requests: int) -> dict[str, Any]:
@@ -137,7 +136,6 @@ def online(model: Path, workdir: Path, requests: int) -> dict[str, Any]:
     try:
         ray_p50 = p50_ms(server.base_url, body, requests)
         memory = memory_by_role(server.pid)
-        gated = oversized(server, 400 * MiB)
     finally:
         server.stop(timeout_s=120)
     return {
@@ -148,8 +146,20 @@ def online(model: Path, workdir: Path, requests: int) -> dict[str, Any]:
         "ray_start_s": ray_start,
         "plain_rss_mb": plain_mb,
         "ray_rss_mb_by_role": memory,
-        "oversized_400mb_with_gate": gated,
     }
+
+
+def big_bodies(model: Path, workdir: Path) -> dict[str, Any]:
+    """Each case on a fresh private cluster, so that one upload's peak does not hide the next one's."""
+    report: dict[str, Any] = {}
+    for gate in ("with_gate", "without_gate"):
+        for kind in ("declared", "chunked"):
+            server = ray_server(model, workdir)[0] if gate == "with_gate" else ungated_server(model, workdir)
+            try:
+                report[f"{gate}_{kind}"] = oversized(server, 400 * MiB, declared=kind == "declared")
+            finally:
+                server.stop(timeout_s=120)
+    return report
 
 
 UNGATED = """
@@ -168,18 +178,14 @@ time.sleep(3600)
 """
 
 
-def ungated(model: Path, workdir: Path) -> dict[str, Any]:
-    """Ray's proxy without the gate (benchmark only: the commands always install it), the same upload."""
+def ungated_server(model: Path, workdir: Path) -> ServerProcess:
+    """Ray's proxy without the gate (benchmark only: the commands always install it), same application."""
     port = free_port()
     env = vreyesam_env({**SETTINGS, "VREYESAM_MODEL_DIR": str(model)})
-    server = ServerProcess.start(
-        [sys.executable, "-c", UNGATED, str(port)], f"http://127.0.0.1:{port}", workdir / "ungated.log", env
-    )
-    try:
-        server.wait_until("/readyz", 200, timeout_s=300)
-        return oversized(server, 400 * MiB)
-    finally:
-        server.stop(timeout_s=120)
+    command = [sys.executable, "-c", UNGATED, str(port)]
+    server = ServerProcess.start(command, f"http://127.0.0.1:{port}", workdir / f"ungated-{port}.log", env)
+    server.wait_until("/readyz", 200, timeout_s=300)
+    return server
 
 
 def offline(model: Path, workdir: Path, count: int) -> dict[str, Any]:
@@ -211,13 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--parts", default="online,big,offline", help="which of online,big,offline to run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vreyesam-cluster-bench-") as temp:
         workdir = Path(temp)
-        report = {"online": online(args.model, workdir, args.requests)}
-        report["oversized_400mb_without_gate"] = ungated(args.model, workdir)
-        report["offline"] = offline(args.model, workdir, args.images)
+        if "online" in parts:
+            report["online"] = online(args.model, workdir, args.requests)
+        if "big" in parts:
+            report["oversized_400mb"] = big_bodies(args.model, workdir)
+        if "offline" in parts:
+            report["offline"] = offline(args.model, workdir, args.images)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

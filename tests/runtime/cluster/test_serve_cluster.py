@@ -13,6 +13,7 @@ import base64
 import concurrent.futures
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ pytest.importorskip("ray")
 from tests.reliability import corpus
 from tests.reliability.http_checks import assert_clean_error
 from tests.reliability.test_bad_inputs import MULTIPART_CASES, RAW_CASES
-from tests.runtime.cluster.ray_cluster import TwoNodes, two_node_cluster
+from tests.runtime.cluster.ray_cluster import OBJECT_STORE_BYTES, TwoNodes, two_node_cluster
 from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess, free_port, ready_server, vreyesam_env
+from vreyesam.runtime.cluster.proxy import CALLBACK_VARIABLE
 
 pytestmark = pytest.mark.ray
 
@@ -207,3 +209,26 @@ def test_killing_a_replica_loses_no_accepted_request_silently(nodes: TwoNodes, c
         timeout=120,
     )
     assert again.status_code == 200
+
+
+def test_a_cluster_with_a_node_whose_proxy_would_buffer_any_body_is_refused(
+    nodes: TwoNodes, model_dir: Path, tmp_path: Path
+) -> None:
+    saved = os.environ.pop(CALLBACK_VARIABLE)
+    try:  # a node started without the proxy gate's variable, as an operator might forget to
+        bare = nodes.cluster.add_node(num_cpus=0, object_store_memory=OBJECT_STORE_BYTES)
+    finally:
+        os.environ[CALLBACK_VARIABLE] = saved
+    try:
+        nodes.cluster.wait_for_nodes()
+        command = [sys.executable, "-m", "vreyesam", "serve", "--ray", "--ray-address", nodes.address]
+        command += ["--model", str(model_dir), "--port", str(free_port()), "--allow-random-weights"]
+        env = {name: value for name, value in nodes.env.items() if name != "RAY_ADDRESS"}
+        result = subprocess.run(
+            command, env=vreyesam_env(env), capture_output=True, text=True, timeout=300, check=False
+        )
+    finally:
+        nodes.cluster.remove_node(bare)
+    assert result.returncode == 1, result.stderr[-2000:]
+    refusal = [line for line in result.stderr.splitlines() if line.startswith("vreyesam serve --ray: error:")]
+    assert len(refusal) == 1 and f"was started without {CALLBACK_VARIABLE}" in refusal[0], result.stderr[-2000:]
