@@ -26,6 +26,8 @@ from vreyesam.runtime.settings import load_settings
 
 MiB = 1024 * 1024
 OBJECT_STORE_BYTES = 100 * MiB
+# One token for every cluster this process starts: Ray's core caches the token it first reads.
+TOKEN = secrets.token_hex(32)
 # A killed node is declared dead after about two seconds instead of the default half a minute.
 FAST_FAILURE_DETECTION = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
 
@@ -69,8 +71,7 @@ def two_node_cluster(
     """A head and a worker node keeping their files under `temp_dir`; `max_body_bytes` is the nodes'
     VREYESAM_MAX_BODY_BYTES (the proxy's cap)."""
     settings = load_settings({"VREYESAM_MAX_BODY_BYTES": str(max_body_bytes)} if max_body_bytes else {})
-    token = secrets.token_hex(32)
-    env = {**node_environment(settings), "RAY_AUTH_TOKEN": token}
+    env = {**node_environment(settings), "RAY_AUTH_TOKEN": TOKEN}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)  # inherited by every process the nodes start
     cluster = None
