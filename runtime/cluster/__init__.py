@@ -6,6 +6,7 @@ was given `--ray` (see vreyesam/cli.py), so `vreyesam serve` and `vreyesam predi
 
     connect     join a cluster, or start a private one on this machine, with token authentication
     proxy       in Ray Serve's HTTP proxy: the body cap before any buffering, the API's JSON error shape
+    resources   what one model copy reserves (CPUs, GPUs) and the threads it runs; no secret in Ray's state
     deployment  the Serve deployment: one verified model per replica, health tied to readiness
     serve       `vreyesam serve --ray`
     batch       the Ray Data job: an actor pool segments, the driver alone writes

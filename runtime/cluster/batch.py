@@ -79,7 +79,8 @@ def segment_on_ray(
     """The results of `todo`, in its order, segmented by a pool of actors (call inside `connect.connected`)."""
     if not todo:
         return
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # the command speaks for itself (stderr, one line each)
+    # The command reports for itself, one line each (a failed job too): Ray Data's own log would add tracebacks.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the driver records in input order, as locally
     context.enable_progress_bars = False  # the command's own progress bar counts images

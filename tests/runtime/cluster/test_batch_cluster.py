@@ -8,6 +8,7 @@ cluster as drivers, as a user would run them.
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 import threading
@@ -122,6 +123,22 @@ def test_resume_on_the_cluster_segments_only_what_is_missing(
     assert again.stdout.startswith("4 images: 1 ok, 2 skipped, 1 failed")
     assert files(out) == files(local / "broken")
     assert [row["status"] for row in rows(out)] == ["skipped", "ok", "skipped", "failed"]
+
+
+def test_a_model_the_actors_cannot_load_is_one_line_and_exit_1(
+    nodes: TwoNodes, images: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    tampered = tmp_path / "model"
+    shutil.copytree(model_dir, tampered)
+    golden = tampered / "golden.npz"
+    golden.write_bytes(golden.read_bytes() + b"\0")  # no longer the file the manifest pins
+    result = _predict(images / "broken", "--out", tmp_path / "out", "--model", tampered, *FAST, "--ray", env=nodes.env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vreyesam predict: error:")]
+    assert len(errors) == 1 and errors[0].startswith("vreyesam predict: error: the model cannot be loaded: "), (
+        result.stderr
+    )
+    assert str(tampered) not in errors[0] and "Traceback" not in result.stderr
 
 
 def _worker_pids(raylet_pid: int) -> list[int]:
