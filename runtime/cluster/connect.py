@@ -3,8 +3,9 @@
 Ray's control ports (GCS, dashboard, job API, client server) run code for whoever reaches them, so:
 - token authentication is required (`RAY_AUTH_MODE=token`); Ray reads the token from `RAY_AUTH_TOKEN`,
   `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`, and makes one for a private cluster;
-- a private cluster (no address given, no `RAY_ADDRESS`) binds everything to 127.0.0.1 and runs no
-  dashboard: only the Serve port (`--host`, `--port`) is opened to the outside;
+- a private cluster (no address given, no `RAY_ADDRESS`) runs no dashboard and serves on `--host`/`--port`
+  (loopback unless told otherwise); Ray's core ports listen on every interface whatever one asks (Ray
+  has no option to bind them), and the token guards them;
 - the nodes of a real cluster are started by whoever runs it with `NODE_ENVIRONMENT` and the head with
   `--dashboard-host=127.0.0.1` (README "Scaling out", deploy/ray/), and `check_nodes` refuses a cluster
   whose nodes would run Ray's proxy without the body cap.
@@ -74,7 +75,7 @@ def connected(
     }
     if private:
         os.environ.update(node_environment(settings))  # inherited by the raylet, its proxies and replicas
-        options.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
+        options.update(address="local", include_dashboard=False)
     else:
         options["address"] = address
     try:

@@ -1,7 +1,7 @@
 """`vreyesam serve --ray`: the same HTTP API on Ray Serve, N replicas (or autoscaled), until SIGTERM.
 
-Without an address (and no RAY_ADDRESS) it starts a private Ray cluster on this machine, bound to
-127.0.0.1 with token authentication and no dashboard, and serves on --host/--port like `vreyesam serve`.
+Without an address (and no RAY_ADDRESS) it starts a private Ray cluster on this machine, with token
+authentication and no dashboard, and serves on --host/--port like `vreyesam serve`.
 With --ray-address it joins a cluster whose nodes were started with `connect.NODE_ENVIRONMENT`, deploys
 the application there, and removes it again on SIGTERM or Ctrl-C, as `serve run` does. A deployment
 meant to outlive the command is a Serve config file (deploy/ray/serve-config.yaml) for `serve deploy` or
