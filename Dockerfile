@@ -99,6 +99,8 @@ RUN groupadd --gid 10001 vreyesam \
         --shell /usr/sbin/nologin vreyesam
 # cpu -> onnxruntime, gpu -> onnxruntime-gpu with CUDA/cuDNN wheels; never both.
 ARG RUNTIME=cpu
+# More extras, comma-separated: `ray` makes the image of the Ray Serve / KubeRay path (deploy/ray/).
+ARG EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -110,7 +112,7 @@ COPY export ./export
 # Versions are pinned by pyproject.toml's extras. pip and setuptools leave the venv when done.
 RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; exit 2 ;; esac \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install ".[${RUNTIME},serve]" \
+ && /opt/venv/bin/pip install ".[${RUNTIME},serve${EXTRAS:+,${EXTRAS}}]" \
  && /opt/venv/bin/pip uninstall -y pip setuptools \
  && rm -rf /src /root/.cache
 # Whatever image the model came from: root-owned, 0444 files in 0555 directories. Copying the parent's

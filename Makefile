@@ -1,8 +1,11 @@
 # ==== development: the README's two commands =========================================================
 #   make run      set up, export the real weights from the Hugging Face Hub, serve on 127.0.0.1:8000
 #   make demo     the offline choice: a model exported from RANDOM weights (masks are meaningless)
-#   make test     the test suite, as CI runs it (builder stage, then the torch-free serving stage, browser
-#                 tests of the page included)
+#   make test     the test suite, as CI runs it (builder stage, the torch-free serving stage with the page's
+#                 browser tests, then the Ray stage and the manifest checks, each in its own environment)
+#   make test-ray     the cluster paths: tests marked `ray` start real two-node Ray clusters (slow: ~8 min
+#                     here) in .venv-ray, which has the `ray` extra; the serving stage lacks Ray and skips them
+#   make test-deploy  deploy/'s manifests against the Kubernetes schema and checkov (.venv-deploy)
 #   make setup    only create .venv-build (torch, sam2, torchvision) and .venv-serve (no torch)
 #   make bench    benchmark against the PyTorch reference (bench-short: CI's quick output check)
 PYTHON ?= python3
@@ -10,6 +13,10 @@ BUILD_VENV := .venv-build
 SERVE_VENV := .venv-serve
 BUILD_PY := $(BUILD_VENV)/bin/python
 SERVE_PY := $(SERVE_VENV)/bin/python
+RAY_VENV := .venv-ray
+RAY_PY := $(RAY_VENV)/bin/python
+DEPLOY_VENV := .venv-deploy
+DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 MODEL_DIR ?= models/vreyesam
 DEMO_DIR ?= models/demo
 TEST_MODEL := build-out/test-model
@@ -19,7 +26,7 @@ PORT ?= 8000
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py runtime/*/*.py export/*.py)
 
-.PHONY: setup run demo test test-builder test-serving browser-deps bench bench-short lint clean
+.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-short lint clean
 
 $(BUILD_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(BUILD_VENV)
@@ -35,6 +42,20 @@ $(SERVE_VENV)/.done: pyproject.toml
 	$(SERVE_PY) -m pip install -q -e ".[cpu,serve,test]"
 	@# the serving environment must not have torch: the runtime is proven torch-free there
 	! $(SERVE_PY) -c "import torch" 2>/dev/null
+	touch $@
+
+# The cluster paths' environment: the serving one plus the `ray` extra (Ray Serve, Ray Data).
+$(RAY_VENV)/.done: pyproject.toml
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_PY) -m pip install -q --upgrade pip
+	$(RAY_PY) -m pip install -q -e ".[cpu,serve,ray,test]"
+	touch $@
+
+# The manifest checkers only (kubernetes-validate, checkov): nothing of them reaches a serving environment.
+$(DEPLOY_VENV)/.done: pyproject.toml
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_PY) -m pip install -q --upgrade pip
+	$(DEPLOY_PY) -m pip install -q ".[manifests]" "pytest>=8"
 	touch $@
 
 setup: $(BUILD_VENV)/.done $(SERVE_VENV)/.done
@@ -74,7 +95,14 @@ browser-deps:
 test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done browser-deps
 	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(SERVE_PY) -m pytest tests --ignore=tests/export
 
-test: test-builder test-serving
+# Ray's stage: every test of the cluster room, the two-node ones (marker `ray`) included.
+test-ray: $(TEST_MODEL)/manifest.json $(RAY_VENV)/.done
+	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(RAY_PY) -m pytest tests/runtime/cluster tests/test_cli.py
+
+test-deploy: $(DEPLOY_VENV)/.done
+	$(DEPLOY_PY) -m pytest -p no:cacheprovider tests/deploy
+
+test: test-builder test-serving test-ray test-deploy
 
 # The reference contestants need torch (builder venv); the HTTP contestant runs the torch-free serving venv.
 bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done

@@ -57,6 +57,12 @@ class Settings:
     model_key: str | None = field(default=None, repr=False)  # VREYESAM_MODEL_KEY: the key itself, if no file
     shutdown_timeout_s: float = 30.0  # VREYESAM_SHUTDOWN_TIMEOUT_S: grace for in-flight requests on SIGTERM
     log_level: str = "info"  # VREYESAM_LOG_LEVEL
+    # The Ray paths (`vreyesam serve --ray`, `vreyesam predict --ray`; the `ray` extra):
+    ray_replicas: int = 1  # VREYESAM_RAY_REPLICAS: Serve replicas, each with its own copy of the model
+    ray_max_replicas: int = 0  # VREYESAM_RAY_MAX_REPLICAS: above ray_replicas, autoscale up to it; 0 = fixed
+    ray_cpus: float = 1.0  # VREYESAM_RAY_CPUS: CPUs each replica or batch actor reserves (fractions allowed)
+    ray_gpus: float = 1.0  # VREYESAM_RAY_GPUS: GPUs each reserves when the device is cuda (0.5: two per GPU)
+    ray_actors: int = 0  # VREYESAM_RAY_ACTORS: batch actors, each loads the model once; 0 = as many as fit
 
     def model_key_text(self) -> str | None:
         """The model key from its secret file (preferred) or the environment; None when neither is set."""
@@ -144,6 +150,10 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"VREYESAM_{name.upper()} must be at least 1")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise SettingsError("VREYESAM_LOG_LEVEL must be debug, info, warning or error")
+    if settings.ray_replicas < 1:
+        raise SettingsError("VREYESAM_RAY_REPLICAS must be at least 1")
+    if settings.ray_max_replicas and settings.ray_max_replicas < settings.ray_replicas:
+        raise SettingsError("VREYESAM_RAY_MAX_REPLICAS must be 0 or at least VREYESAM_RAY_REPLICAS")
 
 
 def read_secret_lines(path: Path) -> list[str]:

@@ -26,6 +26,7 @@ class Contract:
     kernel: tuple[str, ...]
     export_surface: tuple[str, ...]
     runtime_forbidden: tuple[str, ...]
+    confined: Mapping[str, list[str]]  # package -> the rooms that alone may import it
     max_module_lines: int
 
     @classmethod
@@ -95,6 +96,9 @@ def _check(contract: Contract, module: str, imported: str) -> str | None:
     if any(_within(imported, name) for name in contract.runtime_forbidden):
         return "forbidden in the runtime"
     source_room, target_room = contract.room(module), contract.room(imported)
+    for package, rooms in contract.confined.items():
+        if _within(imported, package) and source_room not in rooms:
+            return f"{package} is imported only in {', '.join(rooms)}"
     if not _within(imported, RUNTIME) or target_room is None or target_room == source_room:
         return None
     if target_room == "surface":
@@ -133,6 +137,11 @@ def test_the_runtime_and_the_exporter_keep_the_contract() -> None:
         ("vreyesam.runtime.tools.x", "from vreyesam.export.builder import export_model", "forbidden in the runtime"),
         ("vreyesam.export.x", "from vreyesam.runtime.model.loader import load_segmenter", "only through"),
         ("vreyesam.runtime.model.x", "from ..http import app", "model is below http"),
+        ("vreyesam.runtime.tools.x", "def f():\n    import ray", "ray is imported only in cluster"),
+        ("vreyesam.runtime.http.x", "from ray import serve", "ray is imported only in cluster"),
+        ("vreyesam.runtime.tools.x", "from vreyesam.runtime.cluster import batch", "tools is below cluster"),
+        ("vreyesam.runtime.cluster.x", "from ray import serve", None),
+        ("vreyesam.runtime.cluster.x", "from vreyesam.runtime.tools import outputs", None),
         ("vreyesam.runtime.tools.x", "from vreyesam.runtime.http import server", None),
         ("vreyesam.runtime.http.x", "from vreyesam.runtime.media.decode import decode_image", None),
         ("vreyesam.export.x", "from vreyesam.runtime import surface", None),
@@ -141,7 +150,12 @@ def test_the_runtime_and_the_exporter_keep_the_contract() -> None:
 )
 def test_the_checker_catches_what_it_should(module: str, source: str, expected: str | None) -> None:
     stubs = {name: "" for name in ("vreyesam.runtime.surface", "vreyesam.runtime.http.app", "vreyesam.runtime.http")}
-    stubs |= {"vreyesam.runtime.tools.predict": "", "vreyesam.runtime.http.server": ""}
+    stubs |= {
+        "vreyesam.runtime.tools.predict": "",
+        "vreyesam.runtime.http.server": "",
+        "vreyesam.runtime.tools.outputs": "",
+    }
+    stubs |= {"vreyesam.runtime.cluster.batch": ""}
     found = violations(CONTRACT, {**stubs, module: source})
     if expected is None:
         assert found == []

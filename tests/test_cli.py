@@ -86,10 +86,24 @@ def test_export_without_torch_names_its_extra() -> None:
     ]
 
 
+@pytest.mark.parametrize("command", ["serve", "predict"])
+def test_the_ray_flag_without_the_ray_extra_names_it(tmp_path: Path, command: str) -> None:
+    site = _site_without(tmp_path, {"ray"})
+    result = _run(site, command, "--ray", "--model", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == MISSING_DEPENDENCY, result.stderr
+    assert result.stderr.splitlines() == [
+        f"vreyesam {command}: error: the Python package 'ray' is missing; "
+        "install the extras it needs: pip install 'vreyesam[cpu,serve,ray]'"
+    ]
+    # Without the flag the command does not need Ray at all.
+    assert _run(site, command, "--help").returncode == 0
+
+
 def test_every_subcommand_names_an_extra_of_the_package() -> None:
     import tomllib
 
     extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     for command in SUBCOMMANDS.values():
-        if command.needs:  # a command of the standard library alone (space) needs no extra
-            assert set(command.extras.split(",")) <= extras, command
+        for variant in (command, command.on_ray):
+            # A command of the standard library alone (space) needs no extra.
+            assert variant is None or not variant.needs or set(variant.extras.split(",")) <= extras, variant

@@ -4,7 +4,8 @@ Each subcommand lives in its own module, imported only when that subcommand runs
 (no torch) can run `serve` and `predict` while `export` stays available where torch is installed. Before
 importing it, the libraries the subcommand needs are looked up (found, not imported: OpenCV must not load
 before its limits are set): a missing one is one line naming the extra to install, and exit code 2,
-never an import traceback.
+never an import traceback. `--ray` (or `--ray-address`) picks a subcommand's cluster variant: another module,
+which needs the `ray` extra; without the flag nothing imports Ray.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ class Subcommand:
     help: str
     extras: str  # the extras that install what it needs, for the error message
     needs: tuple[str, ...]  # top-level modules it imports
+    on_ray: Subcommand | None = None  # the variant that --ray selects
 
 
+RAY_FLAGS = ("--ray", "--ray-address")
 _SERVING = ("numpy", "cv2", "PIL", "onnxruntime")
 SUBCOMMANDS: dict[str, Subcommand] = {
     "export": Subcommand(
@@ -40,12 +43,24 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "serve predictions over HTTP from a model directory",
         "cpu,serve",
         (*_SERVING, "fastapi", "starlette", "uvicorn", "python_multipart", "cryptography"),
+        Subcommand(
+            "vreyesam.runtime.cluster.serve",
+            "serve the same API on a Ray Serve cluster",
+            "cpu,serve,ray",
+            (*_SERVING, "fastapi", "starlette", "uvicorn", "python_multipart", "cryptography", "ray"),
+        ),
     ),
     "predict": Subcommand(
         "vreyesam.runtime.tools.predict",
         "segment image files and folders into PNG masks",
         "cpu,serve",
         (*_SERVING, "tqdm", "cryptography"),
+        Subcommand(
+            "vreyesam.runtime.cluster.predict",
+            "segment image files and folders on a Ray cluster (Ray Data)",
+            "cpu,serve,ray",
+            (*_SERVING, "tqdm", "cryptography", "fastapi", "ray", "pyarrow"),
+        ),
     ),
     "evaluate": Subcommand(
         "vreyesam.runtime.tools.evaluate",
@@ -79,14 +94,22 @@ def missing_module(needs: Sequence[str]) -> str | None:
     return None
 
 
+def resolve(name: str, argv: Sequence[str]) -> Subcommand:
+    """The subcommand `name` as `argv` asks for it: its cluster variant when a Ray flag is given."""
+    command = SUBCOMMANDS[name]
+    asks_for_ray = any(arg.split("=", 1)[0] in RAY_FLAGS for arg in argv)
+    return command.on_ray if asks_for_ray and command.on_ray is not None else command
+
+
 def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | None]:
     """The parser, and the missing module of the chosen subcommand (then its module is not imported)."""
     parser = argparse.ArgumentParser(prog="vreyesam", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     missing = None
-    for name, command in SUBCOMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+    for name in SUBCOMMANDS:
+        command = resolve(name, argv) if name == chosen else SUBCOMMANDS[name]
+        sub = subparsers.add_parser(name, help=SUBCOMMANDS[name].help, description=command.help)
         if name != chosen:
             continue
         missing = missing_module(command.needs)
@@ -103,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, missing = build_parser(args_list)
     if missing is not None:
         chosen = next(arg for arg in args_list if not arg.startswith("-"))
-        extras = SUBCOMMANDS[chosen].extras
+        extras = resolve(chosen, args_list).extras
         print(
             f"vreyesam {chosen}: error: the Python package '{missing}' is missing; "
             f"install the extras it needs: pip install 'vreyesam[{extras}]'",

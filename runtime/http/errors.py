@@ -24,15 +24,18 @@ from vreyesam.runtime.model.segmenter import PromptOutsideImage
 log = logging.getLogger("vreyesam.server")
 
 CLIENT_CLOSED_REQUEST = 499  # the common log convention for "client closed request"
-# Statuses Starlette raises itself (routing, methods) -> our codes.
+RETRY_AFTER_S = 1  # what a turned-away caller is told to wait (also Ray Serve's backpressure answer)
+# Statuses Starlette (or, on the cluster path, Ray Serve's proxy) answers itself -> our codes.
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
+    500: "internal_error",
 }
 
 
@@ -60,6 +63,13 @@ def body_too_large(max_body_bytes: int) -> ErrorAnswer:
     return ErrorAnswer(413, "body_too_large", f"request body is larger than {max_body_bytes} bytes")
 
 
+def unavailable() -> ErrorAnswer:
+    """A request that got no answer from the part that should have made it (a Ray Serve replica that died)."""
+    return ErrorAnswer(
+        503, "unavailable", "the request could not be completed, retry", {"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
 def _image_status(exc: ImageInputError) -> int:
     if isinstance(exc, UnsupportedFormat):
         return 415
@@ -85,7 +95,7 @@ def error_answer(exc: BaseException) -> ErrorAnswer:
         return ErrorAnswer(422, "invalid_parameter", str(exc))
     if isinstance(exc, Overloaded):
         log.info("request turned away", extra={"fields": {"reason": exc.reason}})
-        return ErrorAnswer(503, "overloaded", "server is busy, retry later", {"Retry-After": "1"})
+        return ErrorAnswer(503, "overloaded", "server is busy, retry later", {"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(exc, RequestValidationError):
         return _validation(exc)
     if isinstance(exc, HTTPException):

@@ -100,6 +100,7 @@ class Timings:
 class Prediction:
     """Outputs at the input image's size (the maps not asked for are None), plus what produced them."""
 
+    input_hw: tuple[int, int]  # H, W of the input image
     binary: np.ndarray | None  # HxW bool
     probability: np.ndarray | None  # HxW float32 in [0, 1]
     uncertainty: np.ndarray | None  # HxW float32 in [0, 1]
@@ -248,6 +249,7 @@ class Segmenter:
             maps = self.finish(prepared, decoded, options, clock)
             logits = self.decoder.to_host(decoded.logits) if options.keep_logits else None
         return Prediction(
+            input_hw=prepared.input_hw,
             binary=maps.get("binary"),
             probability=maps.get("probability"),
             uncertainty=maps.get("uncertainty"),

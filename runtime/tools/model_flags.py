@@ -34,3 +34,17 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "precision": args.precision,
         "allow_random_weights": args.allow_random_weights,
     }
+
+
+def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """--ray and --ray-address: vreyesam/cli.py sends a command that has either to its cluster variant."""
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="run on a Ray cluster (needs the ray extra; see `--ray --help` for its options)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="the Ray cluster to join (env RAY_ADDRESS; neither: a private cluster on this machine); implies --ray",
+    )

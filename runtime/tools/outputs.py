@@ -1,18 +1,24 @@
 """One image's results as `vreyesam predict` writes them: OUT/<folder>/<stem>.png for each output kind.
 
-The PNG bytes are the HTTP API's (`media.render`); every file is written atomically. cv2-importing modules
-are imported inside the functions, after the command has set OpenCV's limits (see tools/predict.py).
+The PNG bytes are the HTTP API's (`media.render`); every file is written atomically. `segment_file` is the
+whole per-image work short of writing (decode, segment, render, the summary row), the same locally and on
+a cluster's actors; `write_pngs` is the writing. cv2-importing modules are imported inside the functions,
+after the command has set OpenCV's limits (see tools/predict.py).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vreyesam.runtime.media.decode import DEFAULT_LIMITS, read_image_file
+from vreyesam.runtime.media.decode import DEFAULT_LIMITS, ImageInputError, read_image_file
 from vreyesam.runtime.settings import DecodeLimits
+from vreyesam.runtime.tools.inputs import InputFile
+from vreyesam.runtime.tools.summary import FAILED, OK, Row, summary_row
 from vreyesam.runtime.vocabulary import OutputKind, output_folder
 
 if TYPE_CHECKING:
@@ -47,14 +53,36 @@ def output_path(out_dir: Path, kind: OutputKind, stem: str) -> Path:
     return out_dir / output_folder(kind) / f"{stem}.png"
 
 
-def write_outputs(
-    out_dir: Path, stem: str, prediction: Prediction, image: np.ndarray, overlay: bool = False
-) -> list[Path]:
-    """Write OUT/<kind>/<stem>.png for every output kind, each atomically; returns the paths written."""
+@dataclass(frozen=True)
+class Segmented:
+    """One input's result: its summary row and, unless it failed, its PNGs and the seconds they took."""
+
+    row: Row
+    pngs: dict[OutputKind, bytes] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def segment_file(
+    segmenter: Segmenter, item: InputFile, options: PredictOptions, limits: DecodeLimits, overlay: bool = False
+) -> Segmented:
+    """Decode, segment and render one input; a file that cannot be read or decoded is a failed row."""
+    start = time.perf_counter()
+    try:
+        image, prediction = predict_file(segmenter, item.path, options, limits)
+    except ImageInputError as exc:
+        return Segmented(summary_row(item, FAILED, exc.message))
+    except OSError as exc:
+        return Segmented(summary_row(item, FAILED, f"cannot read the file ({exc.strerror or exc})"))
+    pngs = output_pngs(prediction, image if overlay else None)
+    return Segmented(summary_row(item, OK, prediction=prediction), pngs, time.perf_counter() - start)
+
+
+def write_pngs(out_dir: Path, stem: str, pngs: dict[OutputKind, bytes]) -> list[Path]:
+    """Write OUT/<kind>/<stem>.png for every rendered kind, each atomically; returns the paths written."""
     from vreyesam.runtime.media.files import write_bytes_atomic
 
     written = []
-    for kind, data in output_pngs(prediction, image if overlay else None).items():
+    for kind, data in pngs.items():
         path = output_path(out_dir, kind, stem)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, data)

@@ -19,17 +19,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from vreyesam.runtime.media.decode import ImageInputError, configure_opencv_limits
+from vreyesam.runtime.media.decode import configure_opencv_limits
 from vreyesam.runtime.settings import DecodeLimits, Settings, SettingsError, load_settings
 from vreyesam.runtime.tools.inputs import InputFile, UsageError, find_inputs
-from vreyesam.runtime.tools.model_flags import add_model_flags, model_overrides
-from vreyesam.runtime.tools.outputs import KINDS, OVERLAY, output_path, predict_file, write_outputs
+from vreyesam.runtime.tools.model_flags import add_cluster_flags, add_model_flags, model_overrides
+from vreyesam.runtime.tools.outputs import KINDS, OVERLAY, Segmented, output_path, segment_file, write_pngs
 from vreyesam.runtime.tools.summary import (
     COLUMNS,
     FAILED,
@@ -45,8 +46,6 @@ from vreyesam.runtime.tools.summary import (
 from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
 
 PROG = "vreyesam predict"
@@ -60,9 +59,10 @@ _SAVE_INTERVAL_S = 10.0
 
 @dataclass
 class Batch:
-    """One run over the inputs: segments, writes, and collects the summary rows."""
+    """One run over the inputs: decides what to segment, writes the results, and collects the summary rows.
 
-    segmenter: Segmenter
+    The segmenting itself is the caller's (`run_batch`): here, or on a cluster's actors."""
+
     options: PredictOptions
     limits: DecodeLimits
     out_dir: Path
@@ -73,19 +73,32 @@ class Batch:
     seconds: list[float] = field(default_factory=list)  # wall time of each image segmented
     _claimed: set[str] = field(default_factory=set, init=False)  # casefolded stems given an output name
 
-    def process(self, item: InputFile) -> Row:
-        """Segment one input (or skip or fail it) and record its row."""
+    def plan(self, inputs: list[InputFile]) -> list[tuple[InputFile, Row | None]]:
+        """Each input in order, with its row when it is settled without segmenting (None: to segment)."""
+        return [(item, self._decide(item)) for item in inputs]
+
+    def _decide(self, item: InputFile) -> Row | None:
+        """A duplicate output name fails, an input done by an earlier run is skipped with --resume."""
         # casefold: on a case-insensitive file system A.png and a.png would overwrite each other's outputs.
         key = item.stem.casefold()
+        row = None
         if key in self._claimed:
             row = summary_row(item, FAILED, "duplicate output name: an earlier input has the same file stem")
         elif self.resume and self._outputs_exist(item.stem):
             row = self._skipped(item)
-        else:
-            row = self._segment(item)
         self._claimed.add(key)
-        self.rows.append(row)
         return row
+
+    def record(self, item: InputFile, result: Segmented) -> Row:
+        """Write a segmented input's PNGs (each atomically): its row, failed if they cannot be written."""
+        if not result.pngs:
+            return result.row
+        try:
+            write_pngs(self.out_dir, item.stem, result.pngs)
+        except OSError as exc:
+            return summary_row(item, FAILED, f"cannot write its outputs ({exc.strerror or exc})")
+        self.seconds.append(result.seconds)
+        return result.row
 
     def _outputs_exist(self, stem: str) -> bool:
         kinds = (*KINDS, OVERLAY) if self.overlay else KINDS
@@ -98,21 +111,6 @@ class Batch:
         if earlier is not None:
             row.update({column: earlier[column] for column in COLUMNS if column not in {"input", "status"}})
         return row
-
-    def _segment(self, item: InputFile) -> Row:
-        start = time.perf_counter()
-        try:
-            image, prediction = predict_file(self.segmenter, item.path, self.options, self.limits)
-        except ImageInputError as exc:
-            return summary_row(item, FAILED, exc.message)
-        except OSError as exc:
-            return summary_row(item, FAILED, f"cannot read the file ({exc.strerror or exc})")
-        try:
-            write_outputs(self.out_dir, item.stem, prediction, image, self.overlay)
-        except OSError as exc:
-            return summary_row(item, FAILED, f"cannot write its outputs ({exc.strerror or exc})")
-        self.seconds.append(time.perf_counter() - start)
-        return summary_row(item, OK, prediction=prediction, image_hw=image.shape[:2])
 
     def save_summary(self) -> None:
         from vreyesam.runtime.media.files import write_bytes_atomic
@@ -133,11 +131,11 @@ class Batch:
         return any(row["status"] == FAILED for row in self.rows)
 
 
-def _error(message: str) -> None:
+def error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the command line's flags over them; the model directory must exist."""
     settings = load_settings().with_overrides(**model_overrides(args))
     if settings.model_dir is None:
@@ -156,27 +154,39 @@ def _prepare_out_dir(out_dir: Path, resume: bool) -> list[Row]:
     return read_summary(out_dir / SUMMARY_NAME) if resume else []
 
 
-def _load(settings: Settings) -> Segmenter | None:
-    """The loaded model, or None after printing why it cannot be loaded."""
+def load_model(settings: Settings) -> Segmenter:
+    """The settings' model, loaded and self-tested; ModelLoadError (a printable message) when it cannot be."""
     configure_opencv_limits(settings.decode_limits)  # before the first import of cv2 (below)
     from vreyesam.runtime.model.artifacts import ModelLoadError
     from vreyesam.runtime.model.loader import load_options, load_segmenter
 
-    assert settings.model_dir is not None  # checked by _settings
+    if settings.model_dir is None:
+        raise ModelLoadError("no model directory")
+    return load_segmenter(settings.model_dir, load_options(settings))
+
+
+def _load(settings: Settings) -> Segmenter | None:
+    """The loaded model, or None after printing why it cannot be loaded."""
+    from vreyesam.runtime.model.artifacts import ModelLoadError
+
     try:
-        return load_segmenter(settings.model_dir, load_options(settings))
+        return load_model(settings)
     except ModelLoadError as exc:
-        _error(str(exc))
+        error(str(exc))
         return None
 
 
-def _run_batch(batch: Batch, inputs: list[InputFile]) -> None:
-    """Process every input with a progress bar, saving the summary now and then and at the end."""
+def run_batch(
+    batch: Batch, planned: list[tuple[InputFile, Row | None]], segment: Callable[[InputFile], Segmented]
+) -> None:
+    """Record every planned input in order (segmenting those not settled) with a progress bar, saving the
+    summary now and then and at the end."""
     last_save = time.monotonic()
-    progress = tqdm(inputs, desc="predict", unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
+    progress = tqdm(planned, desc="predict", unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
     try:
-        for item in progress:
-            row = batch.process(item)
+        for item, settled in progress:
+            row = settled if settled is not None else batch.record(item, segment(item))
+            batch.rows.append(row)
             if row["status"] == FAILED:
                 # tqdm.write keeps the message from tearing the progress bar.
                 tqdm.write(f"{PROG}: {item.path}: {row['error']}", file=sys.stderr)
@@ -188,24 +198,18 @@ def _run_batch(batch: Batch, inputs: list[InputFile]) -> None:
         batch.save_summary()
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings(args)
-        inputs = find_inputs(args.inputs, args.recursive, exclude=args.out)
-        if not inputs:
-            raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        earlier = _prepare_out_dir(args.out, args.resume)
-    except (SettingsError, UsageError) as exc:
-        _error(str(exc))
-        return 2
-    segmenter = _load(settings)
-    if segmenter is None:
-        return 1
+def prepare(args: argparse.Namespace) -> tuple[Settings, list[InputFile], Batch]:
+    """Settings, inputs and the run's bookkeeping, before any model is loaded; SettingsError or UsageError."""
+    settings = settings_from_args(args)
+    inputs = find_inputs(args.inputs, args.recursive, exclude=args.out)
+    if not inputs:
+        raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    earlier = _prepare_out_dir(args.out, args.resume)
+    configure_opencv_limits(settings.decode_limits)  # before the first import of cv2 (below)
     from vreyesam.runtime.model.segmenter import PredictOptions
 
     options = PredictOptions(points=args.points, threshold=args.threshold, seed=args.seed, keep_logits=False)
     batch = Batch(
-        segmenter=segmenter,
         options=options,
         limits=settings.decode_limits,
         out_dir=args.out,
@@ -213,16 +217,37 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         earlier=earlier,
     )
+    return settings, inputs, batch
+
+
+def finish(batch: Batch, count: int, work: Callable[[], None]) -> int:
+    """Run `work` (which records into `batch`), then the summary line and the exit code."""
     try:
-        _run_batch(batch, inputs)
+        work()
     except OSError as exc:  # summary.csv could not be written
-        _error(f"cannot write {args.out / SUMMARY_NAME} ({exc.strerror or exc})")
+        error(f"cannot write {batch.out_dir / SUMMARY_NAME} ({exc.strerror or exc})")
         return 1
     except KeyboardInterrupt:
-        _error(f"interrupted after {len(batch.rows)} of {len(inputs)} images; run again with --resume")
+        error(f"interrupted after {len(batch.rows)} of {count} images; run again with --resume")
         return 130
     print(batch.summary_line())
     return 1 if batch.failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings, inputs, batch = prepare(args)
+    except (SettingsError, UsageError) as exc:
+        error(str(exc))
+        return 2
+    segmenter = _load(settings)
+    if segmenter is None:
+        return 1
+
+    def segment(item: InputFile) -> Segmented:
+        return segment_file(segmenter, item, batch.options, batch.limits, batch.overlay)
+
+    return finish(batch, len(inputs), lambda: run_batch(batch, batch.plan(inputs), segment))
 
 
 # ---------------------------------------------------------------- command line
@@ -257,3 +282,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=_at_least(1), help="prompt points per image (default: the model's)")
     parser.add_argument("--threshold", type=_fraction, help="probability threshold (default: the model's)")
     parser.add_argument("--seed", type=_at_least(0), help="seed of the prompt points (default: the model's)")
+    add_cluster_flags(parser)

@@ -15,7 +15,7 @@ import sys
 from vreyesam.runtime.http.logs import configure_logging
 from vreyesam.runtime.media.decode import configure_opencv_limits
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
-from vreyesam.runtime.tools.model_flags import add_model_flags, model_overrides
+from vreyesam.runtime.tools.model_flags import add_cluster_flags, add_model_flags, model_overrides
 
 log = logging.getLogger("vreyesam.server")
 
@@ -25,9 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (env VREYESAM_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env VREYESAM_PORT or PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="server processes (env VREYESAM_WORKERS, default 1)")
+    add_cluster_flags(parser)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings().with_overrides(**model_overrides(args), host=args.host, port=args.port, workers=args.workers)
 
 
@@ -38,7 +39,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = _settings(args)
+        settings = settings_from_args(args)
     except SettingsError as exc:
         return _fail(str(exc))
     if settings.model_dir is None:

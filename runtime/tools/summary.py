@@ -37,17 +37,16 @@ def summary_row(
     status: str,
     error: str = "",
     prediction: Prediction | None = None,
-    image_hw: tuple[int, int] = (0, 0),
 ) -> Row:
     row = dict.fromkeys(COLUMNS, "")
     row.update(input=item.relative.as_posix(), stem=item.stem, status=status, error=error)
     if prediction is not None:
-        row.update(_prediction_fields(prediction, image_hw))
+        row.update(_prediction_fields(prediction))
     return row
 
 
-def _prediction_fields(prediction: Prediction, image_hw: tuple[int, int]) -> Row:
-    height, width = image_hw
+def _prediction_fields(prediction: Prediction) -> Row:
+    height, width = prediction.input_hw
     stats = prediction.statistics
     fields = {
         "width": str(width),

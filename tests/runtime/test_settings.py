@@ -61,6 +61,12 @@ def test_port_falls_back_to_the_spaces_variable() -> None:
             "VREYESAM_PRECISION must be one of auto, fp32, bf16, bf16-encoder, fp16-encoder",
         ),
         ({"VREYESAM_LOG_LEVEL": "loud"}, "VREYESAM_LOG_LEVEL must be debug, info, warning or error"),
+        ({"VREYESAM_RAY_REPLICAS": "0"}, "VREYESAM_RAY_REPLICAS must be at least 1"),
+        (
+            {"VREYESAM_RAY_REPLICAS": "3", "VREYESAM_RAY_MAX_REPLICAS": "2"},
+            "VREYESAM_RAY_MAX_REPLICAS must be 0 or at least VREYESAM_RAY_REPLICAS",
+        ),
+        ({"VREYESAM_RAY_GPUS": "0"}, "VREYESAM_RAY_GPUS has an invalid value"),
     ],
 )
 def test_invalid_values_name_their_variable(environ: dict[str, str], message: str) -> None:

@@ -19,10 +19,12 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"blocked: {name}")
         return None
 sys.meta_path.insert(0, Block())
-import pkgutil, importlib
+import pkgutil, importlib, importlib.util
 import vreyesam.runtime as runtime
 names = [info.name for info in pkgutil.walk_packages(runtime.__path__, "vreyesam.runtime.")]
 assert len(names) > 30, names
+if importlib.util.find_spec("ray") is None:  # the cluster room needs the ray extra; everything else must not
+    names = [name for name in names if not name.startswith("vreyesam.runtime.cluster")]
 for name in names:
     importlib.import_module(name)
 from pathlib import Path

@@ -7,7 +7,6 @@ httpx, and a raw socket.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import urllib.error
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.asgi_client import body_size, exchange
 from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess
 from vreyesam.runtime.http.body_limit import BodyLimitMiddleware
 
@@ -28,39 +28,16 @@ Message = dict[str, Any]
 
 async def _echo_length(scope: dict[str, Any], receive: Callable[[], Awaitable[Message]], send: Any) -> None:
     """Reads the whole body and answers 200 with its length."""
-    size, more = 0, True
-    while more:
-        message = await receive()
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-    body = str(size).encode()
+    body = str(await body_size(receive)).encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
     await send({"type": "http.response.body", "body": body})
 
 
 def _run(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[list[Message], int]:
     """Messages the middleware sends for a request with these headers and body chunks; chunks it read."""
-    sent: list[Message] = []
-    pending = [
-        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
-        for index, chunk in enumerate(chunks)
-    ]
-    consumed = 0
-
-    async def receive() -> Message:
-        nonlocal consumed
-        if consumed < len(pending):
-            consumed += 1
-            return pending[consumed - 1]
-        await asyncio.sleep(3600)  # a client that sends nothing more
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    middleware = BodyLimitMiddleware(_echo_length, max_body_bytes=CAP, drain_idle_s=0.2)
-    scope = {"type": "http", "headers": headers}
-    asyncio.run(middleware(scope, receive, send))
+    sent, consumed, _ = exchange(
+        BodyLimitMiddleware(_echo_length, max_body_bytes=CAP, drain_idle_s=0.2), headers, chunks
+    )
     return sent, consumed
 
 
