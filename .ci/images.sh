@@ -494,6 +494,8 @@ serve_command() { # serve_command IMAGE MOUNTPOINT PORT [NAME=VALUE ...]  (extra
         mount --bind "$m" "$ro"
         mount -o remount,bind,ro "$ro"
         mount -t proc proc "$ro/proc"
+        # A container has a read-only /sys (OpenVINO reads the CPU topology there).
+        mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$ro/sys" 2>/dev/null || true
         mount -t tmpfs -o size=256m,mode=1777 tmpfs "$ro/tmp"
         mount -t tmpfs -o size=1m,mode=0755 tmpfs "$ro/dev"
         for d in null zero random urandom; do touch "$ro/dev/$d"; mount --bind "/dev/$d" "$ro/dev/$d"; done

@@ -53,9 +53,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def segmenter(model_dir: Path):
+    """The fp32 model on onnxruntime's CPU provider (what the parity tests hold to Meta's predictor)."""
     from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 
-    """The fp32 model on onnxruntime's CPU provider (what the parity tests hold to Meta's predictor)."""
     return load_segmenter(model_dir, LoadOptions(device="cpu", precision="fp32", allow_random_weights=True))
 
 

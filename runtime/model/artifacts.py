@@ -65,11 +65,20 @@ def _read_pinned(model_dir: Path, manifest: Manifest, role: str) -> bytes:
     return data
 
 
+MISSING_KEY = "the model is encrypted: set VREYESAM_MODEL_KEY_FILE (or VREYESAM_MODEL_KEY)"
+
+
+def require_key(manifest: Manifest, key: bytes | None) -> None:
+    """ModelLoadError when the model is encrypted and no key was given."""
+    if manifest.encrypted and key is None:
+        raise ModelLoadError(MISSING_KEY)
+
+
 def _plaintext(manifest: Manifest, role: str, data: bytes, key: bytes | None) -> bytes:
     if not manifest.encrypted:
         return data
     if key is None:
-        raise ModelLoadError("the model is encrypted: set VREYESAM_MODEL_KEY_FILE (or VREYESAM_MODEL_KEY)")
+        raise ModelLoadError(MISSING_KEY)
     try:
         return crypto.decrypt(data, key, role)
     except crypto.ModelKeyError as exc:

@@ -24,7 +24,13 @@ from vreyesam.runtime.manifest import (
     Manifest,
 )
 from vreyesam.runtime.model import crypto, device_gate, golden, variants
-from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError, read_model_files, servable_manifest
+from vreyesam.runtime.model.artifacts import (
+    ModelFiles,
+    ModelLoadError,
+    read_model_files,
+    require_key,
+    servable_manifest,
+)
 from vreyesam.runtime.model.procedure import MAX_POINTS
 from vreyesam.runtime.model.segmenter import Segmenter, replace_encoder
 from vreyesam.runtime.settings import Settings
@@ -160,6 +166,7 @@ def verified_files(model_dir: Path, options: LoadOptions) -> ModelFiles:
     """What the variant these options choose needs of the model directory, each file read once and checked;
     ModelLoadError when it cannot be served here (integrity, random-weights policy, key, device, precision)."""
     manifest = servable_manifest(model_dir, allow_random_weights=options.allow_random_weights)
+    require_key(manifest, options.model_key)  # before planning: the first thing to say to its operator
     _, choice = plan(manifest, options)
     return read_model_files(
         model_dir, allow_random_weights=True, key=options.model_key, roles=artifacts_for(choice), manifest=manifest
