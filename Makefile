@@ -24,9 +24,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # torch 2.14.1 + torchvision 0.29.1: the builder also runs Meta's SAM2ImagePredictor (needs torchvision)
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# The benchmark's fair CPU reference: the CPU build of torch, what a user serving on a CPU installs, with
+# PyPI's torchvision (only its pure-Python transforms are used) and sam2, both without their dependencies.
+TORCH_CPU_VENV := .venv-torch-cpu
+TORCH_CPU_PY := $(TORCH_CPU_VENV)/bin/python
+TORCH_CPU_PINS ?= torch==2.13.0+cpu
 SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py runtime/*/*.py export/*.py)
 
-.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-short lint clean
+.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-short torch-cpu-env lint clean
 
 $(BUILD_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(BUILD_VENV)
@@ -60,6 +65,17 @@ $(DEPLOY_VENV)/.done: pyproject.toml
 
 setup: $(BUILD_VENV)/.done $(SERVE_VENV)/.done
 
+$(TORCH_CPU_VENV)/.done: pyproject.toml
+	$(PYTHON) -m venv $(TORCH_CPU_VENV)
+	$(TORCH_CPU_PY) -m pip install -q --upgrade pip
+	$(TORCH_CPU_PY) -m pip install -q $(TORCH_CPU_PINS) numpy opencv-python-headless pillow hydra-core iopath tqdm
+	$(TORCH_CPU_PY) -m pip install -q --no-deps torchvision==0.28.0 -e .
+	SAM2_BUILD_CUDA=0 $(TORCH_CPU_PY) -m pip install -q --no-build-isolation --no-deps sam2==1.1.0
+	$(TORCH_CPU_PY) -c "import torch; assert not torch.version.cuda, torch.__version__"
+	touch $@
+
+torch-cpu-env: $(TORCH_CPU_VENV)/.done
+
 run: setup
 	@$(BUILD_VENV)/bin/vreyesam export --out $(MODEL_DIR) $(if $(wildcard $(MODEL_DIR)/manifest.json),--force,) \
 	  || { echo; echo "Could not export the VREyeSAM weights from the Hugging Face Hub (see the line above)."; \
@@ -78,7 +94,7 @@ $(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(SOURCES)
 	$(BUILD_VENV)/bin/vreyesam export --out $(TEST_MODEL) --random-weights --seed 0 --force
 
 test-builder: $(TEST_MODEL)/manifest.json
-	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 $(BUILD_PY) -m pytest tests/export
+	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 $(BUILD_PY) -m pytest tests/export tests/benchmarks
 
 # The serving stage includes the page's browser tests (pytest marker `browser`: headless Chromium driven by
 # selenium against real servers; screenshots in build-out/). They need Debian's chromium and chromium-driver,
@@ -104,9 +120,11 @@ test-deploy: $(DEPLOY_VENV)/.done
 
 test: test-builder test-serving test-ray test-deploy
 
-# The reference contestants need torch (builder venv); the HTTP contestant runs the torch-free serving venv.
-bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
-	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --serve-python $(SERVE_PY) --json build-out/bench.json
+# The reference contestants need torch (builder venv, and the CPU build's own venv for the fair CPU reference);
+# the HTTP contestant runs the torch-free serving venv. bench-short (CI) leaves the CPU-build reference out.
+bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done $(TORCH_CPU_VENV)/.done
+	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --serve-python $(SERVE_PY) --torch-cpu-python $(TORCH_CPU_PY) \
+	  --json build-out/bench.json
 
 bench-short: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
 	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --images 1 --repeats 1 --short --serve-python $(SERVE_PY) \

@@ -4,14 +4,17 @@
 
 Workload: synthetic 400x300 eye images (VRBiom size) plus one 1920x1080 image, the full VREyeSAM procedure
 (30 prompts). Contestants, each in its own process so peak RSS and cold start are its own:
-- torch-fp32 / torch-bf16: Meta's SAM2ImagePredictor + the procedure (the reference), bf16 by autocast;
+- torch-fp32 / torch-bf16: Meta's SAM2ImagePredictor + the procedure (the reference), bf16 by autocast,
+  on the builder's torch; torch-cpu-fp32 / torch-cpu-bf16: the same on the CPU build of torch, what a user
+  serving on a CPU installs (`--torch-cpu-python`, its own environment: `make torch-cpu-env`), the fair
+  reference for the CPU figures;
 - ort-<provider>[-<variant>]: this runtime on every execution provider available here, fp32 and each
   reduced-precision variant the export passed that this machine can run (bf16 on a CPU with native bf16);
 - http-<device>: the same runtime behind `vreyesam serve` (default precision), called over HTTP on loopback
   with the default JSON answer; its overhead is reported against the in-process run of the same variant.
 Figures: end-to-end p50/p90 per image, images/s, encoder and decoder time, cold start, peak RSS, and
 fidelity against torch-fp32 (final-mask IoU, logits relative error, per-prompt mask IoU on the pixels where
-the reference logit is confident). Ratios are computed pair by pair against both torch contestants.
+the reference logit is confident). Ratios are computed pair by pair against every torch contestant.
 Needs the builder environment (torch, sam2, torchvision) for the reference contestants.
 """
 
@@ -75,6 +78,7 @@ def _worker_torch(args: argparse.Namespace) -> dict[str, object]:
     from vreyesam.runtime.manifest import read_manifest
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
+    bf16 = args.contestant.endswith("-bf16")
     manifest = read_manifest(args.model)
     if manifest.source.random_weights:
         model = build_random(int(manifest.source.seed or 0))
@@ -85,7 +89,7 @@ def _worker_torch(args: argparse.Namespace) -> dict[str, object]:
         load_state_dict_strict(model, load_state(args.weights))
     predictor = SAM2ImagePredictor(model.to(args.device))
     cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
-    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.contestant == "torch-bf16")
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16)
     runs: list[dict[str, float]] = []
     outputs: dict[str, np.ndarray] = {}
     for path in _images(args.workdir):
@@ -107,7 +111,13 @@ def _worker_torch(args: argparse.Namespace) -> dict[str, object]:
         outputs[f"{path.stem}/binary"] = result.binary
         outputs[f"{path.stem}/logits"] = result.low_res_logits.astype(np.float32)
     np.savez_compressed(args.workdir / f"{args.contestant}.npz", **outputs)
-    return {"cold_start_s": cold_start, "runs": runs, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "cold_start_s": cold_start,
+        "runs": runs,
+        "peak_rss_mb": _peak_rss_mb(),
+        "provider": f"torch {torch.__version__}",
+        "precision": "bf16 autocast" if bf16 else "fp32",
+    }
 
 
 def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
@@ -221,7 +231,10 @@ def _write_workload(workdir: Path, count: int, large: bool) -> None:
         (workdir / "images" / f"{index:02d}-{width}x{height}.png").write_bytes(render.encode_png(image))
 
 
-def _contestants(device: str, model: Path) -> list[str]:
+TORCH_REFERENCES = ("torch-cpu-fp32", "torch-cpu-bf16", "torch-fp32", "torch-bf16")
+
+
+def _contestants(device: str, model: Path, torch_cpu: bool) -> list[str]:
     import onnxruntime
 
     from vreyesam.runtime.engines.openvino_graph import bf16_supported
@@ -229,6 +242,8 @@ def _contestants(device: str, model: Path) -> list[str]:
     from vreyesam.runtime.vocabulary import CPU_VARIANTS, GPU_VARIANTS
 
     names = ["torch-fp32", "torch-bf16"]
+    if torch_cpu and device == "cpu":
+        names += ["torch-cpu-fp32", "torch-cpu-bf16"]
     passed = [name for name, variant in read_manifest(model).variants.items() if variant.passed]
     if device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         names += ["ort-cuda", *(f"ort-cuda-{name}" for name in passed if name in GPU_VARIANTS)]
@@ -240,8 +255,10 @@ def _contestants(device: str, model: Path) -> list[str]:
 
 
 def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
+    # The CPU build of torch lives in an environment of its own; every other contestant runs in this one.
+    python = args.torch_cpu_python if contestant.startswith("torch-cpu-") else sys.executable
     command = [
-        sys.executable,
+        python,
         "-m",
         "benchmarks.bench",
         "worker",
@@ -291,7 +308,7 @@ def summarize(name: str, raw: dict[str, object], workdir: Path) -> dict[str, obj
     summary = {
         "contestant": name,
         "provider": raw.get("provider", "torch"),
-        "precision": raw.get("precision", "bf16 autocast" if name == "torch-bf16" else "fp32"),
+        "precision": raw.get("precision", "fp32"),
         "e2e_p50_ms": float(np.percentile(e2e, 50)),
         "e2e_p90_ms": float(np.percentile(e2e, 90)),
         "images_per_s": float(1000.0 / e2e.mean()),
@@ -309,7 +326,7 @@ def summarize(name: str, raw: dict[str, object], workdir: Path) -> dict[str, obj
 def add_ratios(rows: list[dict[str, object]]) -> None:
     by_name = {row["contestant"]: row for row in rows}
     for row in rows:
-        for ref in ("torch-fp32", "torch-bf16"):
+        for ref in TORCH_REFERENCES:
             if ref in by_name:
                 row[f"speedup_vs_{ref}"] = float(by_name[ref]["e2e_p50_ms"]) / float(row["e2e_p50_ms"])
         if str(row["contestant"]).startswith("http-"):
@@ -323,6 +340,7 @@ def add_ratios(rows: list[dict[str, object]]) -> None:
 
 COLUMNS = [
     ("contestant", "{}"),
+    ("provider", "{}"),
     ("precision", "{}"),
     ("e2e_p50_ms", "{:.1f}"),
     ("e2e_p90_ms", "{:.1f}"),
@@ -336,6 +354,8 @@ COLUMNS = [
     ("final_mask_iou_min", "{:.4f}"),
     ("logits_relative_error_max", "{:.1e}"),
     ("confident_pixel_iou_min", "{:.4f}"),
+    ("speedup_vs_torch-cpu-fp32", "{:.2f}x"),
+    ("speedup_vs_torch-cpu-bf16", "{:.2f}x"),
     ("speedup_vs_torch-fp32", "{:.2f}x"),
     ("speedup_vs_torch-bf16", "{:.2f}x"),
     ("http_overhead", "{:+.1%}"),
@@ -352,11 +372,13 @@ def table(rows: list[dict[str, object]]) -> str:
 
 
 def parent_main(args: argparse.Namespace) -> int:
+    # The machines this runs on are shared: the load around the run says how far its figures can be trusted.
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="vreyesam-bench-") as tmp:
         args.workdir = Path(tmp)
         _write_workload(args.workdir, args.images, large=not args.short)
         rows = []
-        names = _contestants(args.device, args.model)
+        names = _contestants(args.device, args.model, torch_cpu=args.torch_cpu_python is not None)
         if args.contestants:
             # Fidelity is always measured against torch-fp32, so it always runs.
             names = [
@@ -367,14 +389,10 @@ def parent_main(args: argparse.Namespace) -> int:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             rows.append(summarize(name, _run_worker(args, name), args.workdir))
         add_ratios(rows)
+    machine = {**_machine(), "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()}}
+    print(f"{machine['cpu']}, {machine['cpu_count']} CPUs, load average before/after {load_before} / {os.getloadavg()}")
     print(table(rows))
-    report = {
-        "machine": _machine(),
-        "device": args.device,
-        "images": args.images,
-        "repeats": args.repeats,
-        "rows": rows,
-    }
+    report = {"machine": machine, "device": args.device, "images": args.images, "repeats": args.repeats, "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0
@@ -436,6 +454,11 @@ def main(argv: list[str] | None = None) -> int:
         "--serve-python",
         default=sys.executable,
         help="interpreter of the serving environment, for the HTTP contestant (default: this one)",
+    )
+    parser.add_argument(
+        "--torch-cpu-python",
+        help="interpreter of an environment with the CPU build of torch (`make torch-cpu-env`): adds the "
+        "torch-cpu-fp32 / torch-cpu-bf16 contestants on --device cpu",
     )
     parser.add_argument("--contestant", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)

@@ -20,7 +20,9 @@ from vreyesam.runtime.vocabulary import GraphPrecision
 
 # 2: the encoder graph also gives the decoder's image-side tensors (the decoder no longer takes image_embed).
 # 3: preprocessing and the procedure are graphs too (the host only fits the image and encodes the answer).
-SCHEMA_VERSION = 3
+# 4: the decoder's image-side tensors in the layouts the regrouped decoder reads (head-major first-block keys
+#    and values; the upscaling's skip features instead of the raw high-resolution maps).
+SCHEMA_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 
 # Artifact roles the runtime needs; the exporter must write all of them. The four graphs run in this order.
@@ -38,7 +40,7 @@ CALIBRATION = "calibration"
 GRAPH_ROLES = (*GRAPHS, ENCODER_FP16)  # the artifacts that are ONNX graphs (encrypted when the model is)
 
 # Tensor names of the graphs: the encoder's outputs, in order, and the decoder's per-image inputs (all of
-# the encoder's outputs but the raw embedding, which is there for the export's embedding check).
+# the encoder's outputs but the raw feature maps, which are there for the export's embedding check).
 ENCODER_OUTPUTS = (
     "image_embed",
     "high_res_feats_0",
@@ -47,6 +49,8 @@ ENCODER_OUTPUTS = (
     "token_to_image_keys",
     "token_to_image_values",
     "image_to_token_queries",
+    "upscale_skip_0",
+    "upscale_skip_1",
 )
 # In the decoder graph's input order (its forward signature), which the export names positionally.
 DECODER_IMAGE_INPUTS = (
@@ -54,8 +58,8 @@ DECODER_IMAGE_INPUTS = (
     "token_to_image_keys",
     "token_to_image_values",
     "image_to_token_queries",
-    "high_res_feats_0",
-    "high_res_feats_1",
+    "upscale_skip_0",
+    "upscale_skip_1",
 )
 
 # The preprocessing graph: the fitted hxwx3 uint8 RGB image -> the encoder's normalised 1x3xSxS input.

@@ -63,12 +63,14 @@ class Features:
     """One image's encoder outputs, named as in the graphs (see export/graphs.py for the split)."""
 
     image_embed: Value  # 1x256x64x64 (the decoder reads the tokens derived from it)
-    high_res_feats_0: Value  # 1x32x256x256
-    high_res_feats_1: Value  # 1x64x128x128
+    high_res_feats_0: Value  # 1x32x256x256 (the decoder reads upscale_skip_0, derived from it)
+    high_res_feats_1: Value  # 1x64x128x128 (the decoder reads upscale_skip_1)
     image_tokens: Value  # 1x4096x256
-    token_to_image_keys: Value  # 1x4096x128
-    token_to_image_values: Value  # 1x4096x128
+    token_to_image_keys: Value  # 1x8x16x4096 (head-major, transposed)
+    token_to_image_values: Value  # 1x8x4096x16 (head-major)
     image_to_token_queries: Value  # 1x4096x128
+    upscale_skip_0: Value  # 1x4096x4x128 (channels last, in the upscaling's pixel order)
+    upscale_skip_1: Value  # 1x4096x256
 
     def decoder_feed(self) -> dict[str, Value]:
         return {name: getattr(self, name) for name in DECODER_IMAGE_INPUTS}
