@@ -196,15 +196,23 @@ class Segmenter:
         """
         clock = clock or _Clock()
         image_side = _handed(self.encoder, self.decoder, features.decoder_feed())
-        chunks = []
-        for start in range(0, len(model_points), self.decoder_batch):
-            points = model_points[start : start + self.decoder_batch]
-            labels = np.ones((len(points), 1), dtype=np.int32)
-            chunks.append(clock.run(self.decoder, {**image_side, "point_coords": points, "point_labels": labels}))
-        scores = np.concatenate([self.decoder.to_host(chunk["scores"]) for chunk in chunks])
-        if len(chunks) == 1:
-            return Decoded(chunks[0]["low_res_logits"], scores)
-        return Decoded(np.concatenate([self.decoder.to_host(chunk["low_res_logits"]) for chunk in chunks]), scores)
+        starts = range(0, len(model_points), self.decoder_batch)
+        chunks = (model_points[start : start + self.decoder_batch] for start in starts)
+        outputs = (self._decode_chunk(image_side, points, clock) for points in chunks)
+        if len(starts) == 1:
+            only = next(outputs)
+            return Decoded(only["low_res_logits"], self.decoder.to_host(only["scores"]))
+        # Each chunk is copied to the host as soon as it is made: an output value onnxruntime allocated was
+        # measured to keep ~12-18 MB of its run alive, so 30 held chunks held ~0.55 GB more at the peak.
+        logits, scores = [], []
+        for output in outputs:
+            logits.append(self.decoder.to_host(output["low_res_logits"]))
+            scores.append(self.decoder.to_host(output["scores"]))
+        return Decoded(np.concatenate(logits), np.concatenate(scores))
+
+    def _decode_chunk(self, image_side: dict[str, Value], points: np.ndarray, clock: _Clock) -> dict[str, Value]:
+        labels = np.ones((len(points), 1), dtype=np.int32)
+        return clock.run(self.decoder, {**image_side, "point_coords": points, "point_labels": labels})
 
     def finish(
         self,
