@@ -197,15 +197,14 @@ class Segmenter:
         clock = clock or _Clock()
         image_side = _handed(self.encoder, self.decoder, features.decoder_feed())
         starts = range(0, len(model_points), self.decoder_batch)
-        chunks = (model_points[start : start + self.decoder_batch] for start in starts)
-        outputs = (self._decode_chunk(image_side, points, clock) for points in chunks)
         if len(starts) == 1:
-            only = next(outputs)
+            only = self._decode_chunk(image_side, model_points, clock)
             return Decoded(only["low_res_logits"], self.decoder.to_host(only["scores"]))
         # Each chunk is copied to the host as soon as it is made: an output value onnxruntime allocated was
         # measured to keep ~12-18 MB of its run alive, so 30 held chunks held ~0.55 GB more at the peak.
         logits, scores = [], []
-        for output in outputs:
+        for start in starts:
+            output = self._decode_chunk(image_side, model_points[start : start + self.decoder_batch], clock)
             logits.append(self.decoder.to_host(output["low_res_logits"]))
             scores.append(self.decoder.to_host(output["scores"]))
         return Decoded(np.concatenate(logits), np.concatenate(scores))
