@@ -385,17 +385,33 @@ def parent_main(args: argparse.Namespace) -> int:
                 "torch-fp32",
                 *(name for name in names if name in args.contestants.split(",") and name != "torch-fp32"),
             ]
+        failed: dict[str, str] = {}
         for name in names:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            rows.append(summarize(name, _run_worker(args, name), args.workdir))
+            try:
+                rows.append(summarize(name, _run_worker(args, name), args.workdir))
+            except subprocess.CalledProcessError as exc:
+                # One contestant's failure (its traceback is above) must not lose the others' figures.
+                failed[name] = f"exit status {exc.returncode}"
+                if name == "torch-fp32":
+                    raise  # every fidelity figure is measured against it
         add_ratios(rows)
     machine = {**_machine(), "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()}}
     print(f"{machine['cpu']}, {machine['cpu_count']} CPUs, load average before/after {load_before} / {os.getloadavg()}")
     print(table(rows))
-    report = {"machine": machine, "device": args.device, "images": args.images, "repeats": args.repeats, "rows": rows}
+    report = {
+        "machine": machine,
+        "device": args.device,
+        "images": args.images,
+        "repeats": args.repeats,
+        "rows": rows,
+        "failed": failed,
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    if failed:
+        print(f"failed contestants: {failed}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cpu_model() -> str:

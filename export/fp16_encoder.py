@@ -37,7 +37,29 @@ def build(fp32_encoder: Path, out: Path) -> onnx.ModelProto:
     logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
     model = optimize_model(str(fp32_encoder), model_type="sam2", opt_level=0, use_gpu=True)
     model.convert_float_to_float16(keep_io_types=True, op_block_list=FP32_OPERATORS)
+    _drop_repeated_casts(model.model.graph)
     model.save_model_to_file(str(out), use_external_data_format=False)
     converted = onnx.load(str(out))
     onnx.checker.check_model(converted)
     return converted
+
+
+def _drop_repeated_casts(graph: onnx.GraphProto) -> None:
+    """Keep the first of several identical `Cast` nodes writing one value.
+
+    onnxruntime's converter before 1.32 casts a weight shared by several fp32-kept nodes once per node under
+    one name, which breaks single assignment; the copies compute the same value, and the first of them
+    precedes every reader (the converter inserts each just before its reader).
+    """
+    seen: set[bytes] = set()
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Cast":
+            key = node.SerializeToString(deterministic=True).replace(node.name.encode(), b"")
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(node)
+    if len(kept) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
