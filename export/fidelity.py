@@ -18,7 +18,6 @@ import numpy as np
 from vreyesam.export.reference import TorchReference
 from vreyesam.runtime.gate_report import FidelityReport, GateThresholds, ImageFidelity, WorstCase
 from vreyesam.runtime.surface import (
-    PredictOptions,
     PreparedImage,
     Segmenter,
     confident_pixel_iou,
@@ -54,7 +53,7 @@ def _errors(actual: Iterable[np.ndarray], expected: Iterable[np.ndarray]) -> tup
 
 def _prompts(segmenter: Segmenter, image_rgb: np.ndarray) -> tuple[PreparedImage, np.ndarray, np.ndarray]:
     prepared = segmenter.prepare(image_rgb)
-    points = segmenter.prompt_points(prepared, PredictOptions())
+    points = segmenter.prompt_points(prepared, segmenter.parameters())
     model_points = to_model_frame(points, prepared.fitted_hw, segmenter.manifest.preprocessing.image_size)
     return prepared, points, model_points
 
@@ -95,7 +94,7 @@ def measure_image(segmenter: Segmenter, expected: ReferenceOutcome) -> ImageFide
     prepared, _, model_points = _prompts(segmenter, expected.image_rgb)
     features = segmenter.encode(prepared)
     decoded = segmenter.decode(features, model_points)
-    binary = segmenter.finish(prepared, decoded, PredictOptions(maps=("binary",)))["binary"]
+    binary = segmenter.finish(prepared, decoded, segmenter.parameters().threshold, ("binary",))["binary"]
     logits, scores = segmenter.decoder.to_host(decoded.logits), decoded.scores
 
     our_masks = _prompt_masks(logits, prepared.fitted_hw, manifest.procedure.mask_logit_threshold)

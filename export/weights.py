@@ -18,6 +18,7 @@ import torch
 
 from vreyesam.export.model import WeightsError
 from vreyesam.runtime.manifest import sha256_hex
+from vreyesam.runtime.settings import load_settings
 
 DEFAULT_REPO = "devnagaich/VREyeSAM"
 DEFAULT_FILE = "VREyeSAM_uncertainity_best.torch"
@@ -52,8 +53,8 @@ def read_hf_token() -> str | None:
     token = os.environ.get("HF_TOKEN", "").strip()
     if token:
         return token
-    configured = os.environ.get("VREYESAM_HF_TOKEN_FILE")
-    for candidate in ([Path(configured)] if configured else []) + list(TOKEN_FILES):
+    configured = load_settings().hf_token_file
+    for candidate in ([configured] if configured else []) + list(TOKEN_FILES):
         try:
             token = candidate.read_text(encoding="utf-8").strip()
         except OSError:

@@ -57,6 +57,7 @@ class Settings:
     model_key: str | None = field(default=None, repr=False)  # VREYESAM_MODEL_KEY: the key itself, if no file
     shutdown_timeout_s: float = 30.0  # VREYESAM_SHUTDOWN_TIMEOUT_S: grace for in-flight requests on SIGTERM
     log_level: str = "info"  # VREYESAM_LOG_LEVEL
+    hf_token_file: Path | None = None  # VREYESAM_HF_TOKEN_FILE: the exporter's Hub token (a secret file)
     # The Ray paths (`vreyesam serve --ray`, `vreyesam predict --ray`; the `ray` extra):
     ray_replicas: int = 1  # VREYESAM_RAY_REPLICAS: Serve replicas, each with its own copy of the model
     ray_max_replicas: int = 0  # VREYESAM_RAY_MAX_REPLICAS: above ray_replicas, autoscale up to it; 0 = fixed
@@ -72,6 +73,15 @@ class Settings:
             except OSError:
                 raise SettingsError("VREYESAM_MODEL_KEY_FILE cannot be read") from None
         return self.model_key
+
+    def environment(self) -> dict[str, str]:
+        """The VREYESAM_* variables that reproduce these settings in another process (a worker, a node)."""
+        env = {}
+        for name, value in vars(self).items():
+            if value is not None:
+                text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+                env[f"VREYESAM_{name.upper()}"] = text
+        return env
 
     @property
     def decode_limits(self) -> DecodeLimits:

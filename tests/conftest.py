@@ -14,6 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from vreyesam.runtime.media import opencv
+
+# OpenCV through the runtime's door, before any test module imports cv2: in-process entry points then find
+# it loaded with the default limits, as they require (see runtime/media/opencv.py).
+opencv.load()
+
 from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess, ready_server
 
 MODEL_DIR_ENV = "VREYESAM_TEST_MODEL_DIR"

@@ -26,7 +26,7 @@ class Contract:
     kernel: tuple[str, ...]
     export_surface: tuple[str, ...]
     runtime_forbidden: tuple[str, ...]
-    confined: Mapping[str, list[str]]  # package -> the rooms that alone may import it
+    confined: Mapping[str, list[str]]  # package -> the rooms (or room.module) that alone may import it
     max_module_lines: int
 
     @classmethod
@@ -97,7 +97,8 @@ def _check(contract: Contract, module: str, imported: str) -> str | None:
         return "forbidden in the runtime"
     source_room, target_room = contract.room(module), contract.room(imported)
     for package, rooms in contract.confined.items():
-        if _within(imported, package) and source_room not in rooms:
+        allowed = source_room in rooms or any(_within(module, f"{RUNTIME}.{room}") for room in rooms)
+        if _within(imported, package) and not allowed:
             return f"{package} is imported only in {', '.join(rooms)}"
     if not _within(imported, RUNTIME) or target_room is None or target_room == source_room:
         return None
@@ -140,6 +141,9 @@ def test_the_runtime_and_the_exporter_keep_the_contract() -> None:
         ("vreyesam.runtime.tools.x", "def f():\n    import ray", "ray is imported only in cluster"),
         ("vreyesam.runtime.http.x", "from ray import serve", "ray is imported only in cluster"),
         ("vreyesam.runtime.tools.x", "from vreyesam.runtime.cluster import batch", "tools is below cluster"),
+        ("vreyesam.runtime.model.x", "import cv2", "cv2 is imported only in media.opencv"),
+        ("vreyesam.runtime.media.decode", "def f():\n    import cv2", "cv2 is imported only in media.opencv"),
+        ("vreyesam.runtime.media.opencv", "import cv2", None),
         ("vreyesam.runtime.cluster.x", "from ray import serve", None),
         ("vreyesam.runtime.cluster.x", "from vreyesam.runtime.tools import outputs", None),
         ("vreyesam.runtime.tools.x", "from vreyesam.runtime.http import server", None),

@@ -1,10 +1,10 @@
 """The Ray Data job behind `vreyesam predict --ray`: an actor pool segments, the driver alone writes.
 
 Each actor loads and self-tests the model once (its constructor), then runs the local command's own
-per-image work, `tools.outputs.segment_file`: the file's bytes read and decoded by `media.decode`,
-segmented, rendered to PNG bytes, summarised in a row. Those come back to the driver, which records them
-with the local command's `Batch` (atomic files, summary.csv) in input order (Ray Data's `preserve_order`):
-the outputs and the summary are the local command's, byte for byte.
+per-image work, `tools.outputs.segment_file`: the file's bytes through the one per-image function
+(`model.segment`: decoded, segmented, rendered to PNG bytes), summarised in a row. Those come back to the
+driver, which records them with the local command's `Batch` (atomic files, summary.csv) in input order
+(Ray Data's `preserve_order`): the outputs and the summary are the local command's, byte for byte.
 
 When a worker node dies, Ray Data restarts its actors and retries their tasks, and what only that node held
 is recomputed from lineage. The ordered stream yields exactly one result per input and does not move past
@@ -27,7 +27,7 @@ import ray.data
 from vreyesam.runtime.cluster.connect import StartupRefused
 from vreyesam.runtime.cluster.resources import actor_settings, reserved
 from vreyesam.runtime.model.artifacts import ModelLoadError
-from vreyesam.runtime.model.segmenter import PredictOptions
+from vreyesam.runtime.model.segment import SegmentRequest
 from vreyesam.runtime.settings import Settings, load_settings
 from vreyesam.runtime.tools.inputs import InputFile
 from vreyesam.runtime.tools.outputs import KINDS, OVERLAY, Segmented, segment_file
@@ -47,18 +47,18 @@ def _column(kind: OutputKind) -> str:
 class SegmentActor:
     """One model copy in the pool: loaded once, then one input per call."""
 
-    def __init__(self, env_vars: dict[str, str], options: PredictOptions, overlay: bool) -> None:
+    def __init__(self, env_vars: dict[str, str], request: SegmentRequest) -> None:
         # The driver's settings over the node's environment (which may hold what the driver did not send).
         settings = actor_settings(load_settings({**os.environ, **env_vars}))
         try:
             self._segmenter = load_model(settings)
         except ModelLoadError as exc:
             raise StartupRefused(str(exc)) from None
-        self._options, self._limits, self._overlay = options, settings.decode_limits, overlay
+        self._request, self._limits = request, settings.decode_limits
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         item = InputFile(Path(row["path"]), Path(row["relative"]))
-        result = segment_file(self._segmenter, item, self._options, self._limits, self._overlay)
+        result = segment_file(self._segmenter, item, self._request, self._limits)
         pngs = {_column(kind): result.pngs.get(kind, b"") for kind in _ALL_KINDS}
         return {"row": json.dumps(result.row), "seconds": result.seconds, **pngs}
 
@@ -74,7 +74,7 @@ def actor_count(settings: Settings, inputs: int) -> int:
 
 
 def segment_on_ray(
-    todo: list[InputFile], settings: Settings, env_vars: dict[str, str], options: PredictOptions, overlay: bool
+    todo: list[InputFile], settings: Settings, env_vars: dict[str, str], request: SegmentRequest
 ) -> Iterator[Segmented]:
     """The results of `todo`, in its order, segmented by a pool of actors (call inside `connect.connected`)."""
     if not todo:
@@ -90,7 +90,7 @@ def segment_on_ray(
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
     segmented = dataset.map(
         SegmentActor,
-        fn_constructor_kwargs={"env_vars": env_vars, "options": options, "overlay": overlay},
+        fn_constructor_kwargs={"env_vars": env_vars, "request": request},
         compute=ray.data.ActorPoolStrategy(size=actor_count(settings, len(todo))),
         **reserved(settings),
     )

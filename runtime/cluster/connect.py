@@ -23,7 +23,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from vreyesam.runtime.cluster.proxy import CALLBACK, CALLBACK_VARIABLE
-from vreyesam.runtime.settings import Settings
+from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("vreyesam.cluster")
 
@@ -91,7 +91,11 @@ def connected(
 @ray.remote(num_cpus=0)
 def _node_gate() -> tuple[str | None, str | None]:
     # A task's process inherits its raylet's environment, as the node's Serve proxy does.
-    return os.environ.get(CALLBACK_VARIABLE), os.environ.get("VREYESAM_MAX_BODY_BYTES")
+    try:
+        cap = str(load_settings().max_body_bytes)  # the node's own settings, read as every process reads them
+    except SettingsError:
+        cap = None
+    return os.environ.get(CALLBACK_VARIABLE), cap
 
 
 def check_nodes(settings: Settings) -> None:

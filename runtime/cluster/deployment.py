@@ -31,7 +31,6 @@ from vreyesam.runtime.cluster.connect import StartupRefused
 from vreyesam.runtime.cluster.resources import actor_settings, reserved, without_secrets
 from vreyesam.runtime.http.errors import RETRY_AFTER_S
 from vreyesam.runtime.http.logs import configure_logging
-from vreyesam.runtime.media.decode import configure_opencv_limits
 from vreyesam.runtime.settings import Settings, load_settings
 
 log = logging.getLogger("vreyesam.cluster")
@@ -49,7 +48,6 @@ class ModelNotReady(RuntimeError):
 class Replica:
     def __init__(self) -> None:
         settings = actor_settings(load_settings())
-        configure_opencv_limits(settings.decode_limits)  # before cv2 is imported (by the server module)
         configure_logging(settings.log_level)
         from vreyesam.runtime.http import server
 

@@ -36,15 +36,14 @@ def run(args: argparse.Namespace) -> int:
 
     from vreyesam.runtime.cluster.batch import segment_on_ray
     from vreyesam.runtime.cluster.connect import ClusterError, connected, startup_refusal
-    from vreyesam.runtime.http.server import settings_environment
 
     planned = batch.plan(inputs)
     todo = [item for item, settled in planned if settled is None]
-    env_vars = without_secrets(settings_environment(settings))
+    env_vars = without_secrets(settings.environment())
     try:
         with (
             connected(args.ray_address, settings, log_to_driver=False, logging_level=logging.WARNING),
-            closing(segment_on_ray(todo, settings, env_vars, batch.options, batch.overlay)) as results,
+            closing(segment_on_ray(todo, settings, env_vars, batch.request)) as results,
         ):
 
             def segment(_: InputFile) -> Segmented:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from vreyesam.runtime.cluster.resources import add_resource_flags, with_resource_flags
 from vreyesam.runtime.http.logs import configure_logging
-from vreyesam.runtime.media.decode import configure_opencv_limits
 from vreyesam.runtime.settings import Settings, SettingsError
 from vreyesam.runtime.tools import serve as plain
 
@@ -64,9 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if settings.model_dir is None:
         return _fail("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
-    configure_opencv_limits(settings.decode_limits)
     configure_logging(settings.log_level)
-    from vreyesam.runtime.http import server  # imports cv2: after the limits above
+    from vreyesam.runtime.http import server
 
     if args.ray_address is None or Path(settings.model_dir).is_dir():
         # Where the driver sees the model (always for a private cluster), a bad one fails here, at once.
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             server.preflight(settings)
         except server.StartupError as exc:
             return _fail(str(exc))
-    return _serve(settings, args.ray_address, server.settings_environment(settings))
+    return _serve(settings, args.ray_address, settings.environment())
 
 
 def _serve(settings: Settings, address: str | None, env_vars: dict[str, str]) -> int:

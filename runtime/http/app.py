@@ -1,18 +1,30 @@
 """The predict-only HTTP API: POST /predict, GET /healthz, GET /readyz — and the page for people.
 
-The page (`page`: `/` and its three files, a static client of /predict and /readyz) is on unless
-VREYESAM_PAGE=0. No interactive docs or OpenAPI route unless VREYESAM_ENABLE_DOCS is set (development),
-no other static files, no route that can return model bytes or list files. Every error is JSON
-`{"error": {"code", "message"}}` (see `errors`); internal details go to the log, never to the caller.
+`create_app` builds the app from settings, a model loader and the per-image function (by default
+`model.segment.segment`; tests pass their own to synchronise on events): the loader runs in a background
+thread at start-up, the routes read `EdgeState`. The page (`page`) is on unless VREYESAM_PAGE=0. No
+interactive docs or OpenAPI route unless VREYESAM_ENABLE_DOCS is set (development), no other static files,
+no route that can return model bytes or list files. Every error is JSON `{"error": {"code", "message"}}`
+(see `errors`); internal details go to the log, never to the caller.
+
+API keys (optional, VREYESAM_API_KEYS_FILE) guard /predict only: health routes stay open (orchestrators
+probe them without credentials and they reveal nothing). A key is sent as `Authorization: Bearer KEY` or
+`X-API-Key: KEY`; a missing or wrong key gets 401 with no detail. Keys are compared as sha256 digests with
+`hmac.compare_digest` against every configured key, so neither the comparison nor the loop leaks which key
+or how much of it matched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,18 +33,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from vreyesam.runtime.http import page, routes
-from vreyesam.runtime.http.admission import Overloaded
+from vreyesam.runtime.http.admission import Admission, Overloaded
 from vreyesam.runtime.http.body_limit import BodyLimitMiddleware
 from vreyesam.runtime.http.errors import ApiError, error_answer, json_error_body
 from vreyesam.runtime.http.logs import AccessLogMiddleware
-from vreyesam.runtime.http.state import EdgeState, ModelState
 from vreyesam.runtime.media.decode import ImageInputError
+from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, segment
 from vreyesam.runtime.model.segmenter import PromptOutsideImage, Segmenter
-from vreyesam.runtime.settings import Settings
+from vreyesam.runtime.settings import DecodeLimits, Settings, read_secret_lines
 
 log = logging.getLogger("vreyesam.server")
 
 SegmenterLoader = Callable[[], Segmenter]
+SegmentFunction = Callable[[Segmenter, bytes, SegmentRequest, DecodeLimits], Segmentation]
 # Exceptions answered by `errors.error_answer`; `Exception` last: anything else is a bare 500.
 _HANDLED = (
     ApiError,
@@ -46,6 +59,101 @@ _HANDLED = (
 )
 
 
+# ---------------------------------------------------------------- API keys
+
+
+class ApiKeyError(Exception):
+    """The key file is unusable; the message names no path and no key."""
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+class ApiKeys:
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise ApiKeyError("the API key file holds no key")
+        if any(len(key) < 16 for key in keys):
+            raise ApiKeyError("API keys must be at least 16 characters long")
+        self._digests = [_digest(key) for key in keys]
+
+    @classmethod
+    def from_file(cls, path: Path) -> ApiKeys:
+        try:
+            return cls(read_secret_lines(path))
+        except OSError:
+            raise ApiKeyError("the API key file cannot be read") from None
+
+    def allows(self, presented: str | None) -> bool:
+        candidate = _digest(presented or "")
+        matched = False
+        for digest in self._digests:
+            matched |= hmac.compare_digest(candidate, digest)
+        return matched and presented is not None
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
+# ---------------------------------------------------------------- what the routes read
+
+
+@dataclass
+class ModelState:
+    """Filled in once by the loader thread; read by the routes."""
+
+    segmenter: Segmenter | None = None
+    failed: bool = False
+
+    def ready(self) -> Segmenter:
+        """The model for /predict, or ApiError 503 (retry) while there is none."""
+        if self.segmenter is None:
+            raise ApiError(503, "model_not_ready", "model is not ready", {"Retry-After": "5"})
+        return self.segmenter
+
+    def loaded(self) -> Segmenter:
+        """The model for /readyz, or ApiError 503 saying whether it is loading or failed."""
+        if self.segmenter is None:
+            if self.failed:
+                raise ApiError(503, "model_failed", "model is not loaded")
+            raise ApiError(503, "model_loading", "model is loading")
+        return self.segmenter
+
+
+@dataclass(frozen=True)
+class EdgeState:
+    settings: Settings
+    admission: Admission
+    api_keys: ApiKeys | None
+    segment: SegmentFunction = segment
+    model: ModelState = field(default_factory=ModelState)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, segment_function: SegmentFunction = segment) -> EdgeState:
+        admission = Admission(
+            max_running=settings.max_concurrency, max_waiting=settings.max_queue, timeout_s=settings.queue_timeout_s
+        )
+        api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file is not None else None
+        return cls(settings=settings, admission=admission, api_keys=api_keys, segment=segment_function)
+
+    def check_api_key(self, request: Request) -> None:
+        """ApiError 401 unless keys are off or the request presents one of them."""
+        if self.api_keys is None:
+            return
+        key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        if not self.api_keys.allows(key):
+            raise ApiError(401, "unauthorized", "unauthorized", {"WWW-Authenticate": "Bearer"})
+
+
+# ---------------------------------------------------------------- the app
+
+
 async def _answer_error(_: Request, exc: Exception) -> Response:
     answer = error_answer(exc)
     return Response(
@@ -57,20 +165,23 @@ def _load_in_background(state: ModelState, load: SegmenterLoader, on_failure: Ca
     try:
         state.segmenter = load()
         log.info("model ready on %s", state.segmenter.engines)
-    except Exception as exc:
+    except BaseException as exc:  # whatever ends the load, the server must stop with exit 1
         state.failed = True
-        log.error("model failed to load: %s", getattr(exc, "args", ["error"])[0])
+        log.error("model failed to load: %s", str(exc) or type(exc).__name__)
         on_failure()
 
 
 def create_app(
-    settings: Settings, load_segmenter: SegmenterLoader, on_load_failure: Callable[[], None] = lambda: None
+    settings: Settings,
+    load_segmenter: SegmenterLoader,
+    on_load_failure: Callable[[], None] = lambda: None,
+    segment_function: SegmentFunction = segment,
 ) -> FastAPI:
     """The ASGI app. `load_segmenter` runs in a background thread at start-up; /readyz reports it.
 
     If loading fails (self-test, provider), `on_load_failure` is called: the server stops with an error.
     """
-    edge = EdgeState.from_settings(settings)
+    edge = EdgeState.from_settings(settings, segment_function)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

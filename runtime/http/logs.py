@@ -20,6 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vreyesam.runtime.http import page
+from vreyesam.runtime.media.opencv import cv2
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 KNOWN_ROUTES = frozenset({"/predict", "/healthz", "/readyz", "/openapi.json", "/docs"}) | page.ROUTES
@@ -64,10 +65,7 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     warnings.showwarning = _log_warning
     # OpenCV prints its own decode errors (with build paths) straight to stderr; the decoder already
-    # turns every failure into a 4xx, so its native log has nothing to add. Imported after the image
-    # limits were put in the environment (see serve.py).
-    import cv2
-
+    # turns every failure into a 4xx, so its native log has nothing to add.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 

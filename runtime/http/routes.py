@@ -1,36 +1,35 @@
-"""The three routes, as plain functions over the app's state: /healthz, /readyz, /predict.
+"""The three routes and what a predict request asks for: /healthz, /readyz, /predict.
 
-Blocking work (decoding, inference, rendering) runs in the thread pool, behind the admission slots, so
-the event loop keeps answering health checks under load. The inference call raises only domain errors
-(`ImageInputError`, `PromptOutsideImage`); `errors` turns them into answers.
+`/predict` checks the key, the model's readiness and the parameters (each failure an `ApiError` naming the
+parameter), reads the image bytes (the body limit counts them as they stream), waits for an admission slot,
+then runs the one per-image function (`model.segment.segment`, or the one the app was given) in the thread
+pool so the event loop keeps answering health checks. Its result is translated into the JSON answer or,
+with `Accept: image/png`, one output's PNG. Unset parameters are the model's defaults, which `/readyz`
+reports; domain errors (`ImageInputError`, `PromptOutsideImage`) are answered by `errors`.
 """
 
 from __future__ import annotations
 
+import base64
 import time
-from typing import Annotated
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import numpy as np
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from vreyesam.runtime.http import answers
 from vreyesam.runtime.http.errors import ApiError
-from vreyesam.runtime.http.params import (
-    DEFAULT_POINTS,
-    DEFAULT_THRESHOLD,
-    PredictQuery,
-    predict_query,
-    read_image_bytes,
-)
-from vreyesam.runtime.http.state import EdgeState
-from vreyesam.runtime.media import render
-from vreyesam.runtime.media.decode import decode_image
 from vreyesam.runtime.model.procedure import MAX_POINTS
-from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter
-from vreyesam.runtime.settings import DecodeLimits
-from vreyesam.runtime.vocabulary import map_of
+from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, model_identity
+from vreyesam.runtime.vocabulary import OUTPUT_KINDS, OutputKind
+
+if TYPE_CHECKING:
+    from vreyesam.runtime.http.app import EdgeState
+
+# A multipart body holds one file field `image` and nothing else of size: no room for a form bomb.
+MULTIPART_LIMITS = {"max_files": 1, "max_fields": 4, "max_part_size": 1024}
 
 
 def _edge(request: Request) -> EdgeState:
@@ -42,54 +41,91 @@ def healthz() -> dict[str, str]:
 
 
 def readyz(request: Request) -> JSONResponse:
-    model = _edge(request).model
-    segmenter = model.segmenter
-    if segmenter is None:
-        if model.failed:
-            raise ApiError(503, "model_failed", "model is not loaded")
-        raise ApiError(503, "model_loading", "model is loading")
+    segmenter = _edge(request).model.loaded()
     manifest = segmenter.manifest
+    defaults = manifest.procedure
     return JSONResponse(
         {
             "status": "ready",
             "provider": segmenter.engines,
             "graphs": segmenter.graph_engines,
             "model": {
-                "name": manifest.model_name,
-                "version": manifest.model_version,
-                "sha256": manifest.model_sha256,
+                **model_identity(manifest),
                 "precision": segmenter.precision,
                 "random_weights": manifest.source.random_weights,
                 **({"refused_variants": segmenter.refused} if segmenter.refused else {}),
             },
-            # What /predict does when a parameter is not given (the page shows them).
-            "defaults": {"points": DEFAULT_POINTS, "threshold": DEFAULT_THRESHOLD, "seed": manifest.procedure.seed},
+            # What /predict does when a parameter is not given (the page shows them): the model's own.
+            "defaults": {"points": defaults.points, "threshold": defaults.threshold, "seed": defaults.seed},
         }
     )
 
 
-def _infer(
-    segmenter: Segmenter, data: bytes, query: PredictQuery, limits: DecodeLimits
-) -> tuple[np.ndarray, Prediction, float]:
-    """Decode and segment: (HxWx3 RGB image, prediction, decode ms). Raises only domain errors."""
-    started = time.perf_counter()
-    image = decode_image(data, limits)
-    decode_ms = round((time.perf_counter() - started) * 1000.0, 3)
-    options = PredictOptions(
-        points=query.points,
-        threshold=query.threshold,
-        seed=query.seed,
-        explicit_points=query.prompts,
-        maps=tuple(dict.fromkeys(map_of(kind) for kind in query.outputs)),  # only what the answer shows
-        keep_logits=False,
+# ---------------------------------------------------------------- what a request asks for
+
+
+def parse_outputs(text: str) -> tuple[OutputKind, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or any(name not in OUTPUT_KINDS for name in names):
+        raise ApiError(422, "invalid_parameter", f"parameter 'outputs' must list some of {', '.join(OUTPUT_KINDS)}")
+    return tuple(cast("OutputKind", name) for name in dict.fromkeys(names))
+
+
+def parse_prompts(text: str | None) -> np.ndarray | None:
+    """'x,y;x,y' -> Nx2 float array (1 to MAX_POINTS pairs), or None when not given."""
+    if text is None:
+        return None
+    try:
+        pairs = [tuple(float(v) for v in item.split(",")) for item in text.split(";") if item.strip()]
+        points = np.asarray(pairs, dtype=np.float64)
+    except ValueError:
+        points = np.empty((0, 3))
+    if points.ndim != 2 or points.shape[1] != 2 or not 1 <= len(points) <= MAX_POINTS:
+        raise ApiError(
+            422, "invalid_parameter", f"parameter 'prompts' must be 1 to {MAX_POINTS} 'x,y' pairs separated by ';'"
+        )
+    return points
+
+
+async def read_image_bytes(request: Request) -> bytes:
+    """The upload: the raw body (image/* or application/octet-stream) or the multipart field `image`."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        async with request.form(**MULTIPART_LIMITS) as form:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(422, "missing_image", "multipart body has no file field 'image'")
+            return await upload.read()
+    if content_type == "application/octet-stream" or content_type.startswith("image/"):
+        return await request.body()
+    raise ApiError(
+        415, "unsupported_media_type", "send the image as image/*, application/octet-stream or multipart/form-data"
     )
-    return image, segmenter.predict(image, options), decode_ms
+
+
+def json_answer(result: Segmentation, identity: dict[str, str], timings_ms: dict[str, float]) -> dict[str, Any]:
+    outputs: dict[str, Any] = {}
+    for kind, png in result.pngs.items():
+        outputs[kind] = {"png_base64": base64.b64encode(png).decode()}
+    if result.mask_rle is not None:
+        outputs["mask"]["rle"] = result.mask_rle
+    return {
+        "image": {"width": result.width, "height": result.height},
+        "model": identity,
+        "parameters": asdict(result.parameters),
+        "statistics": asdict(result.statistics),
+        "timings_ms": timings_ms,
+        "outputs": outputs,
+    }
+
+
+# ---------------------------------------------------------------- /predict
 
 
 async def predict(
     request: Request,
-    points: Annotated[int, Query(ge=1, le=MAX_POINTS, description="number of sampled prompts")] = DEFAULT_POINTS,
-    threshold: Annotated[float, Query(ge=0.0, le=1.0, description="probability threshold")] = DEFAULT_THRESHOLD,
+    points: Annotated[int | None, Query(ge=1, le=MAX_POINTS, description="sampled prompts")] = None,
+    threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description="probability threshold")] = None,
     seed: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="prompt sampler seed")] = None,
     outputs: Annotated[str, Query(max_length=64, description="any of mask,probability,uncertainty,overlay")] = "mask",
     prompts: Annotated[str | None, Query(max_length=2048, description="explicit prompts 'x,y;x,y'")] = None,
@@ -97,22 +133,24 @@ async def predict(
     edge = _edge(request)
     edge.check_api_key(request)
     segmenter = edge.model.ready()
-    query = predict_query(request, points, threshold, seed, outputs, prompts)
+    kinds = parse_outputs(outputs)
+    wants_png = "image/png" in request.headers.get("accept", "")
+    if wants_png and len(kinds) != 1:
+        raise ApiError(406, "not_acceptable", "Accept: image/png needs exactly one output")
+    wanted = SegmentRequest(
+        points=points,
+        threshold=threshold,
+        seed=seed,
+        prompts=parse_prompts(prompts),
+        outputs=kinds,
+        mask_rle="mask" in kinds and not wants_png,
+    )
     started = time.perf_counter()
     data = await read_image_bytes(request)
     async with edge.admission.slot():
-        image, prediction, decode_ms = await run_in_threadpool(
-            _infer, segmenter, data, query, edge.settings.decode_limits
-        )
-        if query.wants_png:
-            png = await run_in_threadpool(render.output_png, query.outputs[0], prediction, image)
-            request.state.timings_ms = {**prediction.timings.as_dict(), "decode": decode_ms}
-            return Response(png, media_type="image/png")
-        rendered = await run_in_threadpool(answers.render_outputs, prediction, image, query.outputs)
-    timings = {
-        **prediction.timings.as_dict(),
-        "decode": decode_ms,
-        "request": round((time.perf_counter() - started) * 1000.0, 3),
-    }
+        result = await run_in_threadpool(edge.segment, segmenter, data, wanted, edge.settings.decode_limits)
+    timings = {**result.timings_ms, "request": round((time.perf_counter() - started) * 1000.0, 3)}
     request.state.timings_ms = timings  # for the access log line
-    return JSONResponse(answers.json_answer(prediction, image, segmenter.manifest, query, timings, rendered))
+    if wants_png:
+        return Response(result.pngs[kinds[0]], media_type="image/png")
+    return JSONResponse(json_answer(result, model_identity(segmenter.manifest), timings))

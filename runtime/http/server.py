@@ -14,10 +14,9 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from vreyesam.runtime.http.app import create_app
-from vreyesam.runtime.http.auth import ApiKeyError, ApiKeys
+from vreyesam.runtime.http.app import ApiKeyError, ApiKeys, create_app
 from vreyesam.runtime.http.logs import configure_logging
-from vreyesam.runtime.media.decode import configure_opencv_limits
+from vreyesam.runtime.media.opencv import OpenCvLimitsError, require_limits
 from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError
 from vreyesam.runtime.model.loader import load_options, segmenter_from_files, verified_files
 from vreyesam.runtime.model.segmenter import Segmenter
@@ -31,17 +30,19 @@ class StartupError(Exception):
 
 
 def preflight(settings: Settings) -> ModelFiles:
-    """Checks before the port opens: integrity, random-weights policy, model key, device, precision, API keys.
+    """Checks before the port opens: OpenCV's image limits in effect, the model's integrity, random-weights
+    policy, model key, device, precision, API keys.
 
     Returns the verified model files, read once: the app builds its graphs from exactly these bytes.
     """
     if settings.model_dir is None or not settings.model_dir.is_dir():
         raise StartupError("model directory not found")
     try:
+        require_limits(settings.decode_limits)
         files = verified_files(settings.model_dir, load_options(settings))
         if settings.api_keys_file is not None:
             ApiKeys.from_file(settings.api_keys_file)
-    except (ModelLoadError, SettingsError, ApiKeyError) as exc:
+    except (OpenCvLimitsError, ModelLoadError, SettingsError, ApiKeyError) as exc:
         raise StartupError(str(exc)) from None
     return files
 
@@ -62,7 +63,6 @@ def _stop_this_process() -> None:
 def app_from_env() -> FastAPI:
     """App factory for multi-worker mode (and Ray Serve): each process reads the same environment."""
     settings = load_settings()
-    configure_opencv_limits(settings.decode_limits)
     configure_logging(settings.log_level)
     try:
         files = preflight(settings)
@@ -88,7 +88,7 @@ def run_server(settings: Settings, files: ModelFiles) -> int:
     """Serve until SIGTERM: exit code 0, or 1 when the model failed to load."""
     if settings.workers > 1:
         # Workers re-read settings from the environment: put command-line overrides there first.
-        os.environ.update(settings_environment(settings))
+        os.environ.update(settings.environment())
         del files  # each worker reads and verifies the model itself
         uvicorn.run(
             "vreyesam.runtime.http.server:app_from_env",
@@ -111,14 +111,3 @@ def run_server(settings: Settings, files: ModelFiles) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     server.run()
     return 1 if app.state.edge.model.failed else 0
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The VREYESAM_* variables that reproduce these settings in a worker process."""
-    env = {}
-    for name, value in vars(settings).items():
-        if value is None:
-            continue
-        text = ("1" if value else "0") if isinstance(value, bool) else str(value)
-        env[f"VREYESAM_{name.upper()}"] = text
-    return env

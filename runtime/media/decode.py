@@ -13,9 +13,8 @@ The pipeline, each step cheap before the next expensive one:
    bit for bit (grayscale, 16-bit, palette and RGBA all become 8-bit BGR, EXIF orientation applied),
    then BGR -> RGB. A decoded size that differs from the header size -> `UndecodableImage`.
 
-OpenCV also has its own limits, read from the environment once, when the cv2 extension is loaded:
-`configure_opencv_limits` sets them and must run before anything imports cv2. They are a second line
-of defence only; the header check is the primary one. This module therefore imports cv2 lazily.
+OpenCV also has its own limits, a second line of defence only (the header check is the primary one):
+`opencv` sets them before OpenCV is loaded.
 
 Trailing data after a complete image (a JPEG/ZIP polyglot, a phone's motion-photo trailer) is accepted
 and ignored: only the decoded pixels ever leave this module, the uploaded bytes are never stored nor
@@ -25,14 +24,13 @@ echoed, so what else the bytes could be parsed as does not matter here.
 from __future__ import annotations
 
 import io
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
 
+from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.settings import DecodeLimits
 
 if TYPE_CHECKING:
@@ -94,21 +92,6 @@ class ImageTooLarge(ImageInputError):
 DEFAULT_LIMITS = DecodeLimits()
 
 
-def configure_opencv_limits(limits: DecodeLimits = DEFAULT_LIMITS) -> bool:
-    """Set OpenCV's own decode limits (`OPENCV_IO_MAX_IMAGE_*`) in `os.environ`.
-
-    OpenCV reads them once, when the cv2 extension is first imported, so the server must call this at
-    startup before any module imports cv2. Returns False when cv2 is already imported (the variables
-    are set all the same, but this process keeps OpenCV's defaults). OpenCV checks the stored size,
-    before EXIF orientation, so both of its dimension limits get the larger of ours.
-    """
-    side = max(limits.max_width, limits.max_height)
-    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(limits.max_pixels)
-    os.environ["OPENCV_IO_MAX_IMAGE_WIDTH"] = str(side)
-    os.environ["OPENCV_IO_MAX_IMAGE_HEIGHT"] = str(side)
-    return "cv2" not in sys.modules
-
-
 def sniff_format(data: bytes) -> str | None:
     """Name of the allowed format whose magic bytes start `data` ("jpeg", "png", ...), else None."""
     head = bytes(data[:32])
@@ -154,8 +137,6 @@ def decode_image(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarr
         if bgr.shape[:2] != (width, height):
             raise UndecodableImage("the decoded image does not match its header")
         check_limits(width=height, height=width, limits=limits)
-    import cv2  # lazily: see configure_opencv_limits
-
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -289,8 +270,6 @@ def _jpeg_scan_data_start(data: bytes) -> int | None:
 
 def _cv2_decode(data: bytes) -> np.ndarray:
     """cv2.imdecode with IMREAD_COLOR (as cv2.imread): HxWx3 uint8 BGR, or UndecodableImage."""
-    import cv2  # lazily: see configure_opencv_limits
-
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as e:  # e.g. OpenCV's own size limits

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
+from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.vocabulary import OutputKind, map_of
 
 

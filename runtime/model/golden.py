@@ -18,7 +18,7 @@ import numpy as np
 
 from vreyesam.runtime.model import procedure
 from vreyesam.runtime.model.agreement import iou, relative_error
-from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
+from vreyesam.runtime.model.segmenter import Segmenter
 
 GOLDEN_KEYS = ("image", "points", "low_res_logits", "scores", "binary")
 
@@ -55,7 +55,7 @@ def run_golden(segmenter: Segmenter, sample: GoldenSample, tolerance: dict[str, 
     )
     decoded = segmenter.decode(features, model_points)
     logits = segmenter.decoder.to_host(decoded.logits)
-    binary = segmenter.finish(prepared, decoded, PredictOptions(maps=("binary",)))["binary"]
+    binary = segmenter.finish(prepared, decoded, segmenter.parameters().threshold, ("binary",))["binary"]
     if not (np.isfinite(logits).all() and np.isfinite(decoded.scores).all()):
         raise GoldenMismatch("golden self-test: the model produced non-finite outputs")
     errors = {

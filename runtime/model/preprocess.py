@@ -10,11 +10,11 @@ Two resizes, as the reference does them:
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from vreyesam.runtime.manifest import Preprocessing
+from vreyesam.runtime.media.opencv import cv2
 
 
 def fitted_size(height: int, width: int, fit_size: int) -> tuple[int, int]:

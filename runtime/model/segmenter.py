@@ -11,10 +11,9 @@ threads; everything per image lives in the values passed between stages.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 import numpy as np
 
@@ -25,8 +24,10 @@ from vreyesam.runtime.manifest import (
     PREPROCESS_INPUT,
     PREPROCESS_OUTPUT,
     Manifest,
+    ProcedureDefaults,
 )
 from vreyesam.runtime.model import preprocess, procedure
+from vreyesam.runtime.model.timing import Clock, Timings
 from vreyesam.runtime.vocabulary import MAP_NAMES, MapName, Precision
 
 
@@ -35,8 +36,18 @@ class PromptOutsideImage(ValueError):
 
 
 @dataclass(frozen=True)
+class Parameters:
+    """The procedure's parameters one prediction ran with, every default resolved."""
+
+    points: int
+    threshold: float
+    seed: int
+    prompts: Literal["explicit", "sampled"]
+
+
+@dataclass(frozen=True)
 class PredictOptions:
-    """Per-request settings; None means the manifest's default."""
+    """Per-request settings; None means the manifest's default (resolved once, by `resolve`)."""
 
     points: int | None = None
     threshold: float | None = None
@@ -45,6 +56,16 @@ class PredictOptions:
     explicit_points: np.ndarray | None = None
     maps: tuple[MapName, ...] = MAP_NAMES  # which maps to compute and copy back
     keep_logits: bool = True  # copy the decoder's Nx256x256 logits back too (tests, benchmark, gate)
+
+    def resolve(self, defaults: ProcedureDefaults) -> Parameters:
+        """These options over the model's defaults: the one place a default is filled in."""
+        sampled = defaults.points if self.points is None else self.points
+        return Parameters(
+            points=sampled if self.explicit_points is None else len(self.explicit_points),
+            threshold=defaults.threshold if self.threshold is None else self.threshold,
+            seed=defaults.seed if self.seed is None else self.seed,
+            prompts="sampled" if self.explicit_points is None else "explicit",
+        )
 
 
 @dataclass(frozen=True)
@@ -83,22 +104,6 @@ class Decoded:
 
 
 @dataclass(frozen=True)
-class Timings:
-    """Milliseconds per stage, in the order the stages ran; `total` is their sum, `host` the part of it
-    spent outside engine runs (fitting, sampling, copies, bookkeeping)."""
-
-    stages: tuple[tuple[str, float], ...] = ()
-    engine_ms: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return round(sum(ms for _, ms in self.stages), 3)
-
-    def as_dict(self) -> dict[str, float]:
-        return {**dict(self.stages), "total": self.total, "host": round(self.total - self.engine_ms, 3)}
-
-
-@dataclass(frozen=True)
 class Prediction:
     """Outputs at the input image's size (the maps not asked for are None), plus what produced them."""
 
@@ -106,35 +111,12 @@ class Prediction:
     binary: np.ndarray | None  # HxW bool
     probability: np.ndarray | None  # HxW float32 in [0, 1]
     uncertainty: np.ndarray | None  # HxW float32 in [0, 1]
+    parameters: Parameters
     points: np.ndarray  # Nx1x2 (x, y) in the fitted frame
     scores: np.ndarray  # N float32
     low_res_logits: np.ndarray | None  # Nx256x256 float32, when kept
     statistics: procedure.MaskStatistics
     timings: Timings = field(default_factory=Timings)
-
-
-class _Clock:
-    """One prediction's stage timings, and the time spent inside engine runs."""
-
-    def __init__(self) -> None:
-        self.stages: list[tuple[str, float]] = []
-        self.engine_ms = 0.0
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.stages.append((name, round((time.perf_counter() - start) * 1000.0, 3)))
-
-    def run(self, graph: Graph, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
-        start = time.perf_counter()
-        try:
-            return graph.run(feeds, fetch)
-        finally:
-            self.engine_ms += (time.perf_counter() - start) * 1000.0
-
-    def timings(self) -> Timings:
-        return Timings(tuple(self.stages), round(self.engine_ms, 3))
 
 
 def _handed(source: Graph, target: Graph, values: Mapping[str, Value]) -> dict[str, Value]:
@@ -177,24 +159,24 @@ class Segmenter:
         graphs = {"preprocess": self.preprocess, "encoder": self.encoder, "decoder": self.decoder}
         return {role: graph.engine for role, graph in {**graphs, "procedure": self.procedure}.items()}
 
-    def prepare(self, image_rgb: np.ndarray, clock: _Clock | None = None) -> PreparedImage:
-        clock = clock or _Clock()
+    def prepare(self, image_rgb: np.ndarray, clock: Clock | None = None) -> PreparedImage:
+        clock = clock or Clock()
         fitted = preprocess.fit_image(image_rgb, self.manifest.preprocessing.fit_size)
         outputs = clock.run(self.preprocess, {PREPROCESS_INPUT: fitted})
         return PreparedImage((image_rgb.shape[0], image_rgb.shape[1]), fitted, outputs[PREPROCESS_OUTPUT])
 
-    def encode(self, prepared: PreparedImage, clock: _Clock | None = None) -> Features:
-        clock = clock or _Clock()
+    def encode(self, prepared: PreparedImage, clock: Clock | None = None) -> Features:
+        clock = clock or Clock()
         feed = _handed(self.preprocess, self.encoder, {"image": prepared.model_input})
         return Features(**clock.run(self.encoder, feed, ENCODER_OUTPUTS))
 
-    def decode(self, features: Features, model_points: np.ndarray, clock: _Clock | None = None) -> Decoded:
+    def decode(self, features: Features, model_points: np.ndarray, clock: Clock | None = None) -> Decoded:
         """Nx1x2 float32 points in the model frame -> logits and scores, in chunks of `decoder_batch` prompts.
 
         One chunk (a GPU takes all prompts at once) leaves the logits on the device; several (one prompt per
         call measured fastest on a CPU) are joined on the host, which is the CPU's memory anyway.
         """
-        clock = clock or _Clock()
+        clock = clock or Clock()
         image_side = _handed(self.encoder, self.decoder, features.decoder_feed())
         starts = range(0, len(model_points), self.decoder_batch)
         if len(starts) == 1:
@@ -209,7 +191,7 @@ class Segmenter:
             scores.append(self.decoder.to_host(output["scores"]))
         return Decoded(np.concatenate(logits), np.concatenate(scores))
 
-    def _decode_chunk(self, image_side: dict[str, Value], points: np.ndarray, clock: _Clock) -> dict[str, Value]:
+    def _decode_chunk(self, image_side: dict[str, Value], points: np.ndarray, clock: Clock) -> dict[str, Value]:
         labels = np.ones((len(points), 1), dtype=np.int32)
         return clock.run(self.decoder, {**image_side, "point_coords": points, "point_labels": labels})
 
@@ -217,12 +199,12 @@ class Segmenter:
         self,
         prepared: PreparedImage,
         decoded: Decoded,
-        options: PredictOptions,
-        clock: _Clock | None = None,
+        threshold: float,
+        maps: tuple[MapName, ...],
+        clock: Clock | None = None,
     ) -> dict[str, np.ndarray]:
         """The procedure graph: the asked-for maps and `area_px`, at the input size, on the host."""
-        clock = clock or _Clock()
-        threshold = self.manifest.procedure.threshold if options.threshold is None else options.threshold
+        clock = clock or Clock()
         feeds = {
             **_handed(self.decoder, self.procedure, {"low_res_logits": decoded.logits}),
             "scores": decoded.scores,
@@ -230,38 +212,43 @@ class Segmenter:
             "fitted_hw": np.asarray(prepared.fitted_hw, dtype=np.int64),
             "input_hw": np.asarray(prepared.input_hw, dtype=np.int64),
         }
-        outputs = clock.run(self.procedure, feeds, (*options.maps, "area_px"))
+        outputs = clock.run(self.procedure, feeds, (*maps, "area_px"))
         return {name: self.procedure.to_host(value) for name, value in outputs.items()}
 
-    def prompt_points(self, prepared: PreparedImage, options: PredictOptions) -> np.ndarray:
-        """Nx1x2 points (x, y) in the fitted frame: the caller's explicit ones, or the seeded sample."""
-        if options.explicit_points is not None:
-            return explicit_prompts(options.explicit_points, prepared)
-        defaults = self.manifest.procedure
-        count = defaults.points if options.points is None else options.points
-        seed = defaults.seed if options.seed is None else options.seed
-        return procedure.sample_points(prepared.fitted_hw, count, seed)
+    def parameters(self, options: PredictOptions | None = None) -> Parameters:
+        """`options` (default: none set) over this model's procedure defaults."""
+        return (options or PredictOptions()).resolve(self.manifest.procedure)
+
+    def prompt_points(
+        self, prepared: PreparedImage, parameters: Parameters, explicit: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Nx1x2 points (x, y) in the fitted frame: the caller's `explicit` Nx2 ones, or the seeded sample."""
+        if explicit is not None:
+            return explicit_prompts(explicit, prepared)
+        return procedure.sample_points(prepared.fitted_hw, parameters.points, parameters.seed)
 
     def predict(self, image_rgb: np.ndarray, options: PredictOptions | None = None) -> Prediction:
         """HxWx3 uint8 RGB -> Prediction at HxW. Raises PromptOutsideImage for a bad explicit prompt."""
         options = options or PredictOptions()
-        clock = _Clock()
+        parameters = self.parameters(options)
+        clock = Clock()
         with clock.stage("preprocess"):
             prepared = self.prepare(image_rgb, clock)
-            points = self.prompt_points(prepared, options)
+            points = self.prompt_points(prepared, parameters, options.explicit_points)
         with clock.stage("encoder"):
             features = self.encode(prepared, clock)
         with clock.stage("decoder"):
             model_points = procedure.to_model_frame(points, prepared.fitted_hw, self.manifest.preprocessing.image_size)
             decoded = self.decode(features, model_points, clock)
-        with clock.stage("postprocess"):
-            maps = self.finish(prepared, decoded, options, clock)
+        with clock.stage("procedure"):
+            maps = self.finish(prepared, decoded, parameters.threshold, options.maps, clock)
             logits = self.decoder.to_host(decoded.logits) if options.keep_logits else None
         return Prediction(
             input_hw=prepared.input_hw,
             binary=maps.get("binary"),
             probability=maps.get("probability"),
             uncertainty=maps.get("uncertainty"),
+            parameters=parameters,
             points=points,
             scores=decoded.scores,
             low_res_logits=logits,

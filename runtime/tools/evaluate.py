@@ -18,10 +18,10 @@ import sys
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vreyesam.runtime.media.files import write_bytes_atomic
+from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.model.agreement import iou_from_counts
 from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
+from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.tools.eye_geometry import (
     ONE,
     RGB,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
+
+from vreyesam.runtime.media.opencv import cv2
 
 Point = tuple[float, float]
 RGB = tuple[float, float, float]

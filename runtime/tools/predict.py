@@ -9,9 +9,8 @@ Exit codes: 0 every input segmented (or skipped by --resume); 1 some input faile
 stderr, the others are still segmented) or the model failed to load; 2 nothing was started: a usage
 error, a missing model directory or INPUT, no images found, an unusable OUT.
 
-OpenCV reads its own image-size limits from the environment once, when cv2 is first imported, so `run`
-sets them from the settings before anything imports cv2: the modules that do (render, synth, loader,
-segmenter) are imported inside the functions that use them.
+Each image takes the one per-image path (`tools.outputs.segment_file` over `model.segment`), here or on a
+Ray cluster's actors (`cluster.predict`); the bookkeeping around it (`Batch`) is shared by both.
 """
 
 from __future__ import annotations
@@ -22,15 +21,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from vreyesam.runtime.media.decode import configure_opencv_limits
+from vreyesam.runtime.media.files import write_bytes_atomic
+from vreyesam.runtime.media.opencv import OpenCvLimitsError, require_limits
+from vreyesam.runtime.model.artifacts import ModelLoadError
+from vreyesam.runtime.model.loader import load_options, load_segmenter
+from vreyesam.runtime.model.segment import SegmentRequest
+from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, Settings, SettingsError, load_settings
 from vreyesam.runtime.tools.inputs import InputFile, UsageError, find_inputs
 from vreyesam.runtime.tools.model_flags import add_cluster_flags, add_model_flags, model_overrides
-from vreyesam.runtime.tools.outputs import KINDS, OVERLAY, Segmented, output_path, segment_file, write_pngs
+from vreyesam.runtime.tools.outputs import Segmented, file_request, output_path, segment_file, write_pngs
 from vreyesam.runtime.tools.summary import (
     COLUMNS,
     FAILED,
@@ -44,9 +47,6 @@ from vreyesam.runtime.tools.summary import (
     summary_row,
 )
 from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES
-
-if TYPE_CHECKING:
-    from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
 
 PROG = "vreyesam predict"
 # summary.csv is rewritten at the end of a run and at most this often during it, so that even a killed
@@ -63,10 +63,9 @@ class Batch:
 
     The segmenting itself is the caller's (`run_batch`): here, or on a cluster's actors."""
 
-    options: PredictOptions
+    request: SegmentRequest
     limits: DecodeLimits
     out_dir: Path
-    overlay: bool = False
     resume: bool = False
     earlier: list[Row] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
@@ -101,8 +100,7 @@ class Batch:
         return result.row
 
     def _outputs_exist(self, stem: str) -> bool:
-        kinds = (*KINDS, OVERLAY) if self.overlay else KINDS
-        return all(output_path(self.out_dir, kind, stem).is_file() for kind in kinds)
+        return all(output_path(self.out_dir, kind, stem).is_file() for kind in self.request.outputs)
 
     def _skipped(self, item: InputFile) -> Row:
         """A skipped input keeps the statistics of its earlier row, if there is one."""
@@ -113,8 +111,6 @@ class Batch:
         return row
 
     def save_summary(self) -> None:
-        from vreyesam.runtime.media.files import write_bytes_atomic
-
         rows = merge_rows(self.earlier, self.rows) if self.resume else self.rows
         write_bytes_atomic(self.out_dir / SUMMARY_NAME, summary_csv(rows).encode("utf-8"))
 
@@ -155,11 +151,12 @@ def _prepare_out_dir(out_dir: Path, resume: bool) -> list[Row]:
 
 
 def load_model(settings: Settings) -> Segmenter:
-    """The settings' model, loaded and self-tested; ModelLoadError (a printable message) when it cannot be."""
-    configure_opencv_limits(settings.decode_limits)  # before the first import of cv2 (below)
-    from vreyesam.runtime.model.artifacts import ModelLoadError
-    from vreyesam.runtime.model.loader import load_options, load_segmenter
-
+    """The settings' model, loaded and self-tested, with OpenCV's image limits in effect; ModelLoadError (a
+    printable message) when it cannot be."""
+    try:
+        require_limits(settings.decode_limits)
+    except OpenCvLimitsError as exc:
+        raise ModelLoadError(str(exc)) from None
     if settings.model_dir is None:
         raise ModelLoadError("no model directory")
     return load_segmenter(settings.model_dir, load_options(settings))
@@ -167,8 +164,6 @@ def load_model(settings: Settings) -> Segmenter:
 
 def _load(settings: Settings) -> Segmenter | None:
     """The loaded model, or None after printing why it cannot be loaded."""
-    from vreyesam.runtime.model.artifacts import ModelLoadError
-
     try:
         return load_model(settings)
     except ModelLoadError as exc:
@@ -205,15 +200,10 @@ def prepare(args: argparse.Namespace) -> tuple[Settings, list[InputFile], Batch]
     if not inputs:
         raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
     earlier = _prepare_out_dir(args.out, args.resume)
-    configure_opencv_limits(settings.decode_limits)  # before the first import of cv2 (below)
-    from vreyesam.runtime.model.segmenter import PredictOptions
-
-    options = PredictOptions(points=args.points, threshold=args.threshold, seed=args.seed, keep_logits=False)
     batch = Batch(
-        options=options,
+        request=file_request(args.overlay, points=args.points, threshold=args.threshold, seed=args.seed),
         limits=settings.decode_limits,
         out_dir=args.out,
-        overlay=args.overlay,
         resume=args.resume,
         earlier=earlier,
     )
@@ -245,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     def segment(item: InputFile) -> Segmented:
-        return segment_file(segmenter, item, batch.options, batch.limits, batch.overlay)
+        return segment_file(segmenter, item, batch.request, batch.limits)
 
     return finish(batch, len(inputs), lambda: run_batch(batch, batch.plan(inputs), segment))
 

@@ -1,7 +1,7 @@
 """`vreyesam serve`: the HTTP server (uvicorn) over a model directory.
 
-Start-up order matters: settings are read and OpenCV's own image limits set before anything imports cv2;
-the model directory is verified (sha256 of every artifact, random-weights policy, execution provider)
+Start-up: settings are read, OpenCV's own image limits checked to be in effect (`media.opencv`) and the
+model directory verified (sha256 of every artifact, random-weights policy, execution provider)
 before the port opens, so a tampered or wrong model never starts; the sessions and the golden self-test
 then run in the background while /healthz already answers and /readyz says "loading".
 """
@@ -13,7 +13,6 @@ import logging
 import sys
 
 from vreyesam.runtime.http.logs import configure_logging
-from vreyesam.runtime.media.decode import configure_opencv_limits
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 from vreyesam.runtime.tools.model_flags import add_cluster_flags, add_model_flags, model_overrides
 
@@ -44,10 +43,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if settings.model_dir is None:
         return _fail("no model directory: pass --model DIR or set VREYESAM_MODEL_DIR")
-    configure_opencv_limits(settings.decode_limits)
     configure_logging(settings.log_level)
-
-    from vreyesam.runtime.http import server  # imports cv2: after the limits above
+    from vreyesam.runtime.http import server
 
     try:
         files = server.preflight(settings)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from vreyesam.runtime.model.segment import STAGES, Segmentation
 from vreyesam.runtime.tools.inputs import InputFile, UsageError
-
-if TYPE_CHECKING:  # the segmenter imports cv2, which must wait for its limits (see tools/predict.py)
-    from vreyesam.runtime.model.segmenter import Prediction
 
 SUMMARY_NAME = "summary.csv"
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-TIMED_STAGES = ("preprocess", "encoder", "decoder", "postprocess", "total")
+TIMED_STAGES = (*STAGES, "total")
 COLUMNS = (
     "input",
     "stem",
@@ -29,6 +26,8 @@ COLUMNS = (
     *(f"{stage}_ms" for stage in TIMED_STAGES),
 )
 
+IDENTITY = ("input", "stem", "status")
+
 Row = dict[str, str]
 
 
@@ -36,28 +35,26 @@ def summary_row(
     item: InputFile,
     status: str,
     error: str = "",
-    prediction: Prediction | None = None,
+    result: Segmentation | None = None,
 ) -> Row:
     row = dict.fromkeys(COLUMNS, "")
     row.update(input=item.relative.as_posix(), stem=item.stem, status=status, error=error)
-    if prediction is not None:
-        row.update(_prediction_fields(prediction))
+    if result is not None:
+        row.update(_result_fields(result))
     return row
 
 
-def _prediction_fields(prediction: Prediction) -> Row:
-    height, width = prediction.input_hw
-    stats = prediction.statistics
+def _result_fields(result: Segmentation) -> Row:
+    stats = result.statistics
     fields = {
-        "width": str(width),
-        "height": str(height),
+        "width": str(result.width),
+        "height": str(result.height),
         "coverage_percent": f"{stats.coverage_percent:.4f}",
         "area_px": str(stats.area_px),
         "score_mean": f"{stats.score_mean:.6f}",
         "score_max": f"{stats.score_max:.6f}",
     }
-    timings = prediction.timings.as_dict()
-    fields.update({f"{stage}_ms": f"{timings.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
+    fields.update({f"{stage}_ms": f"{result.timings_ms.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
     return fields
 
 
@@ -69,7 +66,9 @@ def read_summary(path: Path) -> list[Row]:
     """
     try:
         reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
-        if not set(COLUMNS) <= set(reader.fieldnames or ()):
+        # Only what identifies a row is required: a summary of an earlier version (other timing columns)
+        # is still resumed, its missing columns empty.
+        if not set(IDENTITY) <= set(reader.fieldnames or ()):
             raise UsageError(f"{path} does not have the columns of a prediction summary; move it away")
         return [{column: row.get(column) or "" for column in COLUMNS} for row in reader]
     except FileNotFoundError:

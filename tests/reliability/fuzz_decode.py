@@ -176,9 +176,10 @@ def _atheris_main(argv: list[str]) -> None:
 
 
 def _configure_opencv() -> None:
-    from vreyesam.runtime.media.decode import DecodeLimits, configure_opencv_limits
+    from vreyesam.runtime.media.opencv import require_limits
+    from vreyesam.runtime.settings import DecodeLimits
 
-    configure_opencv_limits(DecodeLimits(MAX_WIDTH, MAX_HEIGHT, MAX_PIXELS))  # before cv2 is imported
+    require_limits(DecodeLimits(MAX_WIDTH, MAX_HEIGHT, MAX_PIXELS))  # before cv2 is loaded
 
 
 def main(argv: list[str]) -> int:

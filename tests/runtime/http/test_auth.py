@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vreyesam.runtime.http.auth import ApiKeyError, ApiKeys, presented_key
+from vreyesam.runtime.http.app import ApiKeyError, ApiKeys, presented_key
 
 KEY = "k-0123456789abcdef"
 

@@ -24,7 +24,6 @@ from vreyesam.runtime.media.decode import (
     ImageTooLarge,
     UndecodableImage,
     UnsupportedFormat,
-    configure_opencv_limits,
     decode_image,
     read_header_size,
     read_image_file,
@@ -373,32 +372,3 @@ def test_errors_are_value_errors_with_safe_messages(tmp_path: Path) -> None:
     assert str(info.value) == info.value.message
     assert "secret" not in info.value.message
     assert str(tmp_path) not in info.value.message
-
-
-def test_configure_opencv_limits_sets_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PIXELS", "WIDTH", "HEIGHT"):
-        monkeypatch.delenv(f"OPENCV_IO_MAX_IMAGE_{name}", raising=False)
-    assert configure_opencv_limits(DecodeLimits(100, 300, 5000)) is False  # cv2 is imported here
-    assert os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] == "5000"
-    assert os.environ["OPENCV_IO_MAX_IMAGE_WIDTH"] == "300"
-    assert os.environ["OPENCV_IO_MAX_IMAGE_HEIGHT"] == "300"
-
-
-def test_configure_opencv_limits_takes_effect_in_a_fresh_process() -> None:
-    # Also checks that importing the module loads neither cv2 (its limits would be frozen) nor torch.
-    script = """
-import sys
-from vreyesam.runtime.media import decode
-assert "cv2" not in sys.modules and "torch" not in sys.modules
-assert decode.configure_opencv_limits(decode.DecodeLimits(16, 16, 256))
-import cv2, numpy as np
-ok, png = cv2.imencode(".png", np.zeros((20, 20, 3), np.uint8))
-try:
-    decode._cv2_decode(png.tobytes())
-except decode.UndecodableImage:
-    print("refused")
-assert "torch" not in sys.modules
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "refused"

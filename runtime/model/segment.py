@@ -1,0 +1,106 @@
+"""One image, one path: image bytes (or a decoded image) and a request -> a `Segmentation`.
+
+    decode -> Segmenter.predict (preprocess, encoder, decoder, procedure) -> render
+
+`segment` is the whole per-image work of every caller: the HTTP API answers from its result, `vreyesam
+predict` (locally and on a Ray cluster's actors) writes its PNGs and summary row from it, and the evaluation
+scores its mask. Callers only translate: a request's unset parameters are the model's defaults, resolved
+once (`PredictOptions.resolve`), and the result says which values were used.
+
+Raises only domain errors: `ImageInputError` (the bytes are not an acceptable image) and
+`PromptOutsideImage` (an explicit prompt off the image).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vreyesam.runtime.manifest import Manifest
+from vreyesam.runtime.media import render
+from vreyesam.runtime.media.decode import DEFAULT_LIMITS, decode_image
+from vreyesam.runtime.model.procedure import MaskStatistics
+from vreyesam.runtime.model.segmenter import Parameters, PredictOptions, Segmenter
+from vreyesam.runtime.settings import DecodeLimits
+from vreyesam.runtime.vocabulary import OutputKind, map_of
+
+# Every stage a segmentation is timed by, in the order they run (the keys of `Segmentation.timings_ms`,
+# beside `total` and `host`).
+STAGES = ("decode", "preprocess", "encoder", "decoder", "procedure", "render")
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """What to segment with and what to render; None means the model's default."""
+
+    points: int | None = None
+    threshold: float | None = None
+    seed: int | None = None
+    prompts: np.ndarray | None = None  # Nx2 (x, y) in input pixels; replaces the sampled points
+    outputs: tuple[OutputKind, ...] = ("mask",)  # rendered as PNG, in this order
+    mask_rle: bool = False  # the binary mask also as COCO RLE (needs "mask" or "overlay" in outputs)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Everything an answer, a file or a summary row is made of."""
+
+    width: int
+    height: int
+    parameters: Parameters
+    statistics: MaskStatistics
+    timings_ms: dict[str, float]  # STAGES, then `total` (their sum) and `host` (outside engine runs)
+    pngs: dict[OutputKind, bytes] = field(default_factory=dict)
+    mask_rle: dict[str, Any] | None = None
+
+
+def model_identity(manifest: Manifest) -> dict[str, str]:
+    """The model an answer came from (name, version, sha256 of its weights)."""
+    return {"name": manifest.model_name, "version": manifest.model_version, "sha256": manifest.model_sha256}
+
+
+def segment(
+    segmenter: Segmenter,
+    source: bytes | np.ndarray,
+    request: SegmentRequest | None = None,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> Segmentation:
+    """Segment one image: `source` is untrusted image bytes (decoded within `limits`) or an HxWx3 uint8 RGB
+    array already decoded."""
+    request = request or SegmentRequest()
+    started = time.perf_counter()
+    image = source if isinstance(source, np.ndarray) else decode_image(source, limits)
+    decode_ms = (time.perf_counter() - started) * 1000.0
+    wanted = tuple(dict.fromkeys(map_of(kind) for kind in request.outputs))
+    if request.mask_rle and "binary" not in wanted:
+        wanted = (*wanted, "binary")
+    options = PredictOptions(
+        points=request.points,
+        threshold=request.threshold,
+        seed=request.seed,
+        explicit_points=request.prompts,
+        maps=wanted,  # only the maps the outputs are drawn from
+        keep_logits=False,
+    )
+    prediction = segmenter.predict(image, options)
+    started = time.perf_counter()
+    pngs = {kind: render.output_png(kind, prediction, image) for kind in request.outputs}
+    rle = render.rle_encode(prediction.binary) if request.mask_rle and prediction.binary is not None else None
+    render_ms = (time.perf_counter() - started) * 1000.0
+    stages = {"decode": decode_ms, **dict(prediction.timings.stages), "render": render_ms}
+    total = sum(stages.values())
+    timings = {name: round(ms, 3) for name, ms in stages.items()}
+    timings.update(total=round(total, 3), host=round(total - prediction.timings.engine_ms, 3))
+    height, width = prediction.input_hw
+    return Segmentation(
+        width=width,
+        height=height,
+        parameters=prediction.parameters,
+        statistics=prediction.statistics,
+        timings_ms=timings,
+        pngs=pngs,
+        mask_rle=rle,
+    )
