@@ -196,6 +196,10 @@ def run_batch(
 def prepare(args: argparse.Namespace) -> tuple[Settings, list[InputFile], Batch]:
     """Settings, inputs and the run's bookkeeping, before any model is loaded; SettingsError or UsageError."""
     settings = settings_from_args(args)
+    try:
+        require_limits(settings.decode_limits)  # here too for --ray: its actors decode, the driver writes
+    except OpenCvLimitsError as exc:
+        raise UsageError(str(exc)) from None
     inputs = find_inputs(args.inputs, args.recursive, exclude=args.out)
     if not inputs:
         raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
