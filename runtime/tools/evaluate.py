@@ -4,6 +4,10 @@ These are the VREyeSAM paper's metrics: counted per image, then averaged over im
 small iris weighs as much as a large one. Files pair up by stem (eye_0001.png <-> eye_0001.jpg), masks are
 read as grayscale and foreground is value > threshold.
 
+The predictions are either mask files (`--pred DIR`, e.g. what `vreyesam predict` wrote) or made on the
+spot from the images themselves (`--images DIR --model MODEL`): each image through the one per-image
+function (`model.segment`), its mask scored as the PNG `vreyesam predict` and the API would give.
+
 Exit codes of `vreyesam evaluate`: 0 every file paired and scored; 1 some files could not be paired or
 scored (each is named), the others are still scored; 2 nothing could be evaluated (missing or empty
 folder, no pair scored) or the CSV could not be written.
@@ -15,14 +19,21 @@ import argparse
 import csv
 import io
 import sys
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from vreyesam.runtime.media.decode import DEFAULT_LIMITS, ImageInputError
 from vreyesam.runtime.media.files import write_bytes_atomic
 from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.model.agreement import iou_from_counts
+from vreyesam.runtime.model.segment import SegmentRequest, segment
+from vreyesam.runtime.model.segmenter import PromptOutsideImage, Segmenter
+from vreyesam.runtime.settings import DecodeLimits, SettingsError
+from vreyesam.runtime.tools.inputs import UsageError
+from vreyesam.runtime.tools.model_flags import add_model_flags
 from vreyesam.runtime.vocabulary import IMAGE_SUFFIXES
 
 DEFAULT_THRESHOLD = 127
@@ -126,24 +137,52 @@ def _mask_files(folder: Path, role: str) -> tuple[dict[str, Path], list[str]]:
     return {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}, problems
 
 
-def read_mask(path: Path, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray | None:
-    """HxW bool mask (grayscale > threshold), or None when the file cannot be decoded."""
-    # imdecode over bytes, not imread: imread cannot open non-ASCII paths on every platform.
-    try:
-        data = np.frombuffer(path.read_bytes(), np.uint8)
-    except OSError:
-        return None
-    gray = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+def mask_from_bytes(data: bytes, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray | None:
+    """HxW bool mask (grayscale > threshold) of image bytes, or None when they cannot be decoded."""
+    raw = np.frombuffer(data, np.uint8)
+    gray = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
     return None if gray is None else gray > threshold
 
 
-def _score_pair(name: str, pred_path: Path, gt_path: Path, threshold: int) -> ImageResult | str:
+# Where a prediction comes from: a mask file, or an image segmented on the spot (its mask, or a problem).
+Predictor = Callable[[Path], "np.ndarray | str"]
+
+
+def from_mask_files(threshold: int) -> Predictor:
+    def predict(path: Path) -> np.ndarray | str:
+        try:
+            # Bytes and imdecode, not imread: imread cannot open non-ASCII paths on every platform.
+            mask = mask_from_bytes(path.read_bytes(), threshold)
+        except OSError:
+            mask = None
+        return f"cannot read {path} as an image" if mask is None else mask
+
+    return predict
+
+
+def from_images(segmenter: Segmenter, limits: DecodeLimits = DEFAULT_LIMITS) -> Predictor:
+    """Each image segmented with the model's defaults; its mask as the PNG every caller gets, read back."""
+
+    def predict(path: Path) -> np.ndarray | str:
+        try:
+            result = segment(segmenter, path.read_bytes(), SegmentRequest(outputs=("mask",)), limits)
+        except (ImageInputError, PromptOutsideImage) as exc:
+            return f"cannot segment {path}: {exc}"
+        except OSError as exc:
+            return f"cannot read {path} ({exc.strerror or exc})"
+        mask = mask_from_bytes(result.pngs["mask"])
+        return f"cannot read the mask of {path}" if mask is None else mask
+
+    return predict
+
+
+def _score_pair(name: str, pred_path: Path, gt_path: Path, threshold: int, predictor: Predictor) -> ImageResult | str:
     """The pair's result, or a problem message."""
-    pred = read_mask(pred_path, threshold)
-    if pred is None:
-        return f"{name}: cannot read {pred_path} as an image"
-    gt = read_mask(gt_path, threshold)
-    if gt is None:
+    pred = predictor(pred_path)
+    if isinstance(pred, str):
+        return f"{name}: {pred}"
+    gt = from_mask_files(threshold)(gt_path)
+    if isinstance(gt, str):
         return f"{name}: cannot read {gt_path} as an image"
     if pred.shape != gt.shape:
         (ph, pw), (gh, gw) = pred.shape, gt.shape
@@ -151,12 +190,16 @@ def _score_pair(name: str, pred_path: Path, gt_path: Path, threshold: int) -> Im
     return ImageResult(name, pred_path, gt_path, pixel_metrics(pred, gt))
 
 
-def evaluate_dirs(pred_dir: Path, gt_dir: Path, threshold: int = DEFAULT_THRESHOLD) -> EvaluationReport:
-    """Score every prediction in pred_dir against the same-stem mask in gt_dir.
+def evaluate_dirs(
+    pred_dir: Path, gt_dir: Path, threshold: int = DEFAULT_THRESHOLD, predictor: Predictor | None = None
+) -> EvaluationReport:
+    """Score every prediction in pred_dir (mask files, or with `predictor` images it segments) against the
+    same-stem mask in gt_dir.
 
     Raises EvaluationError when a folder is missing or holds no masks; every other failure (unpaired,
     ambiguous, unreadable or differently sized files) becomes one line in the report's problems.
     """
+    predictor = predictor or from_mask_files(threshold)
     preds, pred_problems = _mask_files(Path(pred_dir), "prediction")
     gts, gt_problems = _mask_files(Path(gt_dir), "ground truth")
     report = EvaluationReport(problems=pred_problems + gt_problems)
@@ -167,7 +210,7 @@ def evaluate_dirs(pred_dir: Path, gt_dir: Path, threshold: int = DEFAULT_THRESHO
         f"{stem}: no prediction for ground truth {gts[stem]}" for stem in sorted(gts.keys() - preds.keys())
     ]
     for stem in sorted(preds.keys() & gts.keys()):
-        outcome = _score_pair(stem, preds[stem], gts[stem], threshold)
+        outcome = _score_pair(stem, preds[stem], gts[stem], threshold, predictor)
         if isinstance(outcome, str):
             report.problems.append(outcome)
         else:
@@ -203,7 +246,10 @@ def _threshold(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred", type=Path, required=True, help="folder of predicted masks")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pred", type=Path, help="folder of predicted masks")
+    source.add_argument("--images", type=Path, help="folder of images to segment with --model and score")
+    add_model_flags(parser)
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth masks (same file stems)")
     parser.add_argument("--out", type=Path, help="write per-image metrics to this CSV file")
     parser.add_argument(
@@ -214,10 +260,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _predictor(args: argparse.Namespace) -> Predictor | None:
+    """None for --pred; for --images, the model of --model loaded (UsageError, or ModelLoadError)."""
+    if args.images is None:
+        return None
+    from vreyesam.runtime.tools.predict import load_model, settings_from_args
+
+    settings = settings_from_args(args)
+    return from_images(load_model(settings), settings.decode_limits)
+
+
 def run(args: argparse.Namespace) -> int:
+    from vreyesam.runtime.model.artifacts import ModelLoadError
+
     try:
-        report = evaluate_dirs(args.pred, args.gt, args.threshold)
-    except EvaluationError as exc:
+        predictor = _predictor(args)
+        report = evaluate_dirs(args.pred or args.images, args.gt, args.threshold, predictor)
+    except (EvaluationError, UsageError, SettingsError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:

@@ -176,3 +176,31 @@ def test_synthetic_masks_score_perfectly_against_themselves(tmp_path: Path, caps
     masks = str(tmp_path / "masks")
     assert main(["evaluate", "--pred", masks, "--gt", masks]) == 0
     assert "mean IoU 1.0000 over 2 images" in capsys.readouterr().out.splitlines()
+
+
+def test_images_segmented_on_the_spot_score_as_the_masks_predict_writes(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--images --model scores each image's mask from the one per-image path: the same figures as scoring
+    the binary/ folder `vreyesam predict` wrote for the same images."""
+    write_dataset(tmp_path, 2, seed=4, width=160, height=120)
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    model = ["--model", str(model_dir), "--allow-random-weights"]
+    assert main(["predict", str(images), "--out", str(out), *model]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--pred", str(out / "binary"), "--gt", str(masks), "--out", str(tmp_path / "a.csv")]) == 0
+    from_files = capsys.readouterr().out.splitlines()
+    assert (
+        main(["evaluate", "--images", str(images), "--gt", str(masks), "--out", str(tmp_path / "b.csv"), *model]) == 0
+    )
+    on_the_spot = capsys.readouterr().out.splitlines()
+    assert on_the_spot[:4] == from_files[:4] and on_the_spot[0].startswith("mean precision")
+    rows_a = [row[3:] for row in csv.reader((tmp_path / "a.csv").read_text().splitlines())]
+    rows_b = [row[3:] for row in csv.reader((tmp_path / "b.csv").read_text().splitlines())]
+    assert rows_a == rows_b and len(rows_a) == 3
+
+
+def test_images_without_a_model_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_dataset(tmp_path, 1, seed=4, width=64, height=48)
+    assert main(["evaluate", "--images", str(tmp_path / "images"), "--gt", str(tmp_path / "masks")]) == 2
+    assert "no model directory" in capsys.readouterr().err
