@@ -4,6 +4,8 @@
 
 const OUTPUTS = ["mask", "overlay", "probability", "uncertainty"];
 const READY_RETRY_MS = 2000;
+// The longest the page waits for one /predict answer (a 2-core CPU takes seconds; a GPU milliseconds).
+const PREDICT_TIMEOUT_MS = 120000;
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -12,6 +14,7 @@ const state = {
   previewUrl: null,
   resultUrls: [],
   running: false,
+  request: null, // the AbortController of the /predict request in flight
 };
 
 // ------------------------------------------------------------------------------------------ readiness
@@ -133,15 +136,41 @@ function requestHeaders(blob) {
 function startProgress() {
   const started = performance.now();
   $("progress").hidden = false;
+  $("cancel").hidden = false;
   const tick = () => ($("elapsed").textContent = `Segmenting… ${((performance.now() - started) / 1000).toFixed(1)} s`);
   tick();
   const timer = setInterval(tick, 100);
   return () => {
     clearInterval(timer);
     $("progress").hidden = true;
+    $("cancel").hidden = true;
     return (performance.now() - started) / 1000;
   };
 }
+
+// The answer of POST /predict, or an `outcome` string when there is none: "cancelled", "timeout", "offline".
+async function postImage(image, controller) {
+  const timer = setTimeout(() => controller.abort("timeout"), PREDICT_TIMEOUT_MS);
+  try {
+    return await fetch(`predict?${query()}`, {
+      method: "POST",
+      headers: requestHeaders(image.blob),
+      body: image.blob,
+      signal: controller.signal,
+    });
+  } catch {
+    if (!controller.signal.aborted) return "offline";
+    return controller.signal.reason === "timeout" ? "timeout" : "cancelled";
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const NO_ANSWER = {
+  offline: "The server could not be reached. Check the connection and try again.",
+  timeout: `The server did not answer within ${PREDICT_TIMEOUT_MS / 1000} s. Try again, or choose a smaller image.`,
+  cancelled: "Cancelled.",
+};
 
 async function segment(event) {
   event.preventDefault();
@@ -152,30 +181,43 @@ async function segment(event) {
   }
   if (!state.image || state.running) return;
   state.running = true;
+  state.request = new AbortController();
   updateSegmentButton();
   showMessage("");
+  showStatus("");
   const stop = startProgress();
   const image = state.image;
   try {
-    const answer = await fetch(`predict?${query()}`, {
-      method: "POST",
-      headers: requestHeaders(image.blob),
-      body: image.blob,
-    });
-    if (answer.ok) {
-      showResult(await answer.json(), image);
-      showMessage(`Done in ${stop().toFixed(1)} s.`, "info");
-    } else {
+    const answer = await postImage(image, state.request);
+    if (typeof answer === "string") {
+      stop();
+      if (answer === "cancelled") showStatus(NO_ANSWER.cancelled);
+      else showMessage(NO_ANSWER[answer]);
+      return;
+    }
+    if (!answer.ok) {
       stop();
       reportError(answer.status, await errorOf(answer), answer.headers.get("Retry-After"));
+      return;
     }
-  } catch {
-    stop();
-    showMessage("The server could not be reached. Check the connection and try again.");
+    try {
+      showResult(await answer.json(), image);
+    } catch {
+      // The server answered 200; what failed is reading or showing that answer in this page.
+      stop();
+      showMessage("The server answered, but this page could not show the result. Reload the page and try again.");
+      return;
+    }
+    showStatus(`Done in ${stop().toFixed(1)} s.`);
   } finally {
     state.running = false;
+    state.request = null;
     updateSegmentButton();
   }
+}
+
+function cancelRequest() {
+  if (state.request) state.request.abort("cancelled");
 }
 
 // ------------------------------------------------------------------------------------------- results
@@ -268,11 +310,17 @@ function reportError(status, error, retryAfter) {
   }
 }
 
-function showMessage(text, kind = "error") {
+// Errors interrupt (role="alert"); progress and success are announced politely (role="status").
+function showMessage(text) {
   const message = $("message");
   message.textContent = text;
   message.hidden = !text;
-  message.dataset.kind = kind;
+}
+
+function showStatus(text) {
+  const status = $("status");
+  status.textContent = text;
+  status.hidden = !text;
 }
 
 function formatBytes(bytes) {
@@ -283,4 +331,5 @@ function formatBytes(bytes) {
 
 wireInputs();
 $("settings").addEventListener("submit", segment);
+$("cancel").addEventListener("click", cancelRequest);
 watchReadiness();
