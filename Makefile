@@ -30,6 +30,11 @@ TORCH_CPU_VENV := .venv-torch-cpu
 TORCH_CPU_PY := $(TORCH_CPU_VENV)/bin/python
 TORCH_CPU_PINS ?= torch==2.13.0+cpu
 SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py runtime/*/*.py export/*.py)
+# Each test stage's scratch space (TMPDIR, so pytest's tmp_path too, and RAY_TMPDIR for Ray's stage) is a
+# fresh folder of the clone's build folder, removed and made again when the stage starts: nothing a stage
+# finds in the machine's /tmp from earlier work can change its result, and it leaves nothing there.
+SCRATCH := $(CURDIR)/build-out/scratch
+fresh_scratch = rm -rf $(SCRATCH)/$(1) && mkdir -p $(SCRATCH)/$(1)
 
 .PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-short torch-cpu-env lint clean
 
@@ -91,10 +96,13 @@ demo: $(DEMO_DIR)/manifest.json $(SERVE_VENV)/.done
 
 # The test model is exported once by the builder environment and reused until the code changes.
 $(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(SOURCES)
-	$(BUILD_VENV)/bin/vreyesam export --out $(TEST_MODEL) --random-weights --seed 0 --force
+	$(call fresh_scratch,export)
+	TMPDIR=$(SCRATCH)/export $(BUILD_VENV)/bin/vreyesam export --out $(TEST_MODEL) --random-weights --seed 0 --force
 
 test-builder: $(TEST_MODEL)/manifest.json
-	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 $(BUILD_PY) -m pytest tests/export tests/benchmarks
+	$(call fresh_scratch,builder)
+	TMPDIR=$(SCRATCH)/builder VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 \
+	  $(BUILD_PY) -m pytest tests/export tests/benchmarks
 
 # The serving stage includes the page's browser tests (pytest marker `browser`: headless Chromium driven by
 # selenium against real servers; screenshots in build-out/). They need Debian's chromium and chromium-driver,
@@ -109,14 +117,21 @@ browser-deps:
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }
 
 test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done browser-deps
-	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(SERVE_PY) -m pytest tests --ignore=tests/export
+	$(call fresh_scratch,serving)
+	TMPDIR=$(SCRATCH)/serving VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(SERVE_PY) -m pytest tests --ignore=tests/export
 
-# Ray's stage: every test of the cluster room, the two-node ones (marker `ray`) included.
+# Ray's stage: every test of the cluster room, the two-node ones (marker `ray`) included. RAY_TMPDIR too is
+# the stage's scratch, so that Ray's default folder (<RAY_TMPDIR>/ray, else <TMPDIR>/ray, else /tmp/ray) is
+# never the machine's; each cluster keeps its files, Ray's address file included, in its test's folder
+# (tests/runtime/cluster/ray_cluster.py), and the room's conftest.py fails the run if a default folder changed.
 test-ray: $(TEST_MODEL)/manifest.json $(RAY_VENV)/.done
-	VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) $(RAY_PY) -m pytest tests/runtime/cluster tests/test_cli.py
+	$(call fresh_scratch,ray)
+	TMPDIR=$(SCRATCH)/ray RAY_TMPDIR=$(SCRATCH)/ray VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) \
+	  $(RAY_PY) -m pytest tests/runtime/cluster tests/test_cli.py
 
 test-deploy: $(DEPLOY_VENV)/.done
-	$(DEPLOY_PY) -m pytest -p no:cacheprovider tests/deploy
+	$(call fresh_scratch,deploy)
+	TMPDIR=$(SCRATCH)/deploy $(DEPLOY_PY) -m pytest -p no:cacheprovider tests/deploy
 
 test: test-builder test-serving test-ray test-deploy
 
