@@ -22,14 +22,22 @@ DEMO_DIR ?= models/demo
 TEST_MODEL := build-out/test-model
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# torch 2.14.1 + torchvision 0.29.1: the builder also runs Meta's SAM2ImagePredictor (needs torchvision)
+# ---- the pins not in pyproject.toml, in one place (pyproject.toml pins the Python dependencies of the extras)
+# The builder's torch (a CUDA build, run on the CPU here) and the torchvision built for it: the builder also
+# runs Meta's SAM2ImagePredictor, which needs torchvision.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
-# The benchmark's fair CPU reference: the CPU build of torch, what a user serving on a CPU installs, with
-# PyPI's torchvision (only its pure-Python transforms are used) and sam2, both without their dependencies.
+# The benchmark's fair CPU reference: the CPU build of torch, what a user serving on a CPU installs (the
+# serving image's builder stage, Dockerfile.build's TORCH_SPEC, uses the same), with the PyPI torchvision
+# of its release (only its pure-Python transforms are used, installed without dependencies).
+TORCH_CPU_PINS ?= torch==2.13.0+cpu
+TORCHVISION_FOR_CPU ?= torchvision==0.28.0
+# sam2 is an sdist installed without build isolation or dependencies (Dockerfile.build's SAM2_SPEC too).
+SAM2_PIN ?= sam2==1.1.0
 TORCH_CPU_VENV := .venv-torch-cpu
 TORCH_CPU_PY := $(TORCH_CPU_VENV)/bin/python
-TORCH_CPU_PINS ?= torch==2.13.0+cpu
-SOURCES := pyproject.toml $(wildcard vreyesam/*.py runtime/*.py runtime/*/*.py export/*.py)
+# What the test model's export can depend on (.ci/export_inputs.py: the modules vreyesam.export imports,
+# directly or not): an edit elsewhere (the HTTP edge, the tools, the cluster paths) does not re-export it.
+EXPORT_INPUTS := $(shell $(PYTHON) .ci/export_inputs.py)
 # Each test stage's scratch space (TMPDIR, so pytest's tmp_path too, and RAY_TMPDIR for Ray's stage) is a
 # fresh folder of the clone's build folder, removed and made again when the stage starts: nothing a stage
 # finds in the machine's /tmp from earlier work can change its result, and it leaves nothing there.
@@ -43,7 +51,7 @@ $(BUILD_VENV)/.done: pyproject.toml
 	$(BUILD_PY) -m pip install -q --upgrade pip
 	$(BUILD_PY) -m pip install -q $(TORCH_PINS)
 	$(BUILD_PY) -m pip install -q -e ".[export,test]"
-	SAM2_BUILD_CUDA=0 $(BUILD_PY) -m pip install -q --no-build-isolation --no-deps sam2==1.1.0
+	SAM2_BUILD_CUDA=0 $(BUILD_PY) -m pip install -q --no-build-isolation --no-deps $(SAM2_PIN)
 	touch $@
 
 $(SERVE_VENV)/.done: pyproject.toml
@@ -74,8 +82,8 @@ $(TORCH_CPU_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(TORCH_CPU_VENV)
 	$(TORCH_CPU_PY) -m pip install -q --upgrade pip
 	$(TORCH_CPU_PY) -m pip install -q $(TORCH_CPU_PINS) numpy opencv-python-headless pillow hydra-core iopath tqdm
-	$(TORCH_CPU_PY) -m pip install -q --no-deps torchvision==0.28.0 -e .
-	SAM2_BUILD_CUDA=0 $(TORCH_CPU_PY) -m pip install -q --no-build-isolation --no-deps sam2==1.1.0
+	$(TORCH_CPU_PY) -m pip install -q --no-deps $(TORCHVISION_FOR_CPU) -e .
+	SAM2_BUILD_CUDA=0 $(TORCH_CPU_PY) -m pip install -q --no-build-isolation --no-deps $(SAM2_PIN)
 	$(TORCH_CPU_PY) -c "import torch; assert not torch.version.cuda, torch.__version__"
 	touch $@
 
@@ -94,8 +102,8 @@ demo: $(DEMO_DIR)/manifest.json $(SERVE_VENV)/.done
 	@echo "DEMO: serving a model with RANDOM weights (SAM2 Hiera-S, seed 0) - not the VREyeSAM model."
 	VREYESAM_ALLOW_RANDOM_WEIGHTS=1 $(SERVE_VENV)/bin/vreyesam serve --model $(DEMO_DIR) --host $(HOST) --port $(PORT)
 
-# The test model is exported once by the builder environment and reused until the code changes.
-$(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(SOURCES)
+# The test model is exported once by the builder environment and reused until what the export runs changes.
+$(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(EXPORT_INPUTS)
 	$(call fresh_scratch,export)
 	TMPDIR=$(SCRATCH)/export $(BUILD_VENV)/bin/vreyesam export --out $(TEST_MODEL) --random-weights --seed 0 --force
 
@@ -127,7 +135,7 @@ test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done browser-deps
 test-ray: $(TEST_MODEL)/manifest.json $(RAY_VENV)/.done
 	$(call fresh_scratch,ray)
 	TMPDIR=$(SCRATCH)/ray RAY_TMPDIR=$(SCRATCH)/ray VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) \
-	  $(RAY_PY) -m pytest tests/runtime/cluster tests/test_cli.py
+	  $(RAY_PY) -m pytest --basetemp=$(SCRATCH)/ray/t tests/runtime/cluster tests/test_cli.py
 
 test-deploy: $(DEPLOY_VENV)/.done
 	$(call fresh_scratch,deploy)
