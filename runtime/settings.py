@@ -52,6 +52,14 @@ class Settings:
     max_concurrency: int = 1  # VREYESAM_MAX_CONCURRENCY: predictions running at once per process
     max_queue: int = 8  # VREYESAM_MAX_QUEUE: predictions waiting; beyond it, 503 at once
     queue_timeout_s: float = 30.0  # VREYESAM_QUEUE_TIMEOUT_S: longest wait for a slot before 503
+    # Memory no client can exhaust: request bodies held at once, and how long a body and a head may take.
+    body_budget_bytes: int = 64 * MiB  # VREYESAM_BODY_BUDGET_BYTES: bodies in flight at once; beyond, 503
+    body_timeout_s: float = 30.0  # VREYESAM_BODY_TIMEOUT_S: longest a request body may take to arrive (408)
+    header_timeout_s: float = 10.0  # VREYESAM_HEADER_TIMEOUT_S: longest a request head may take (closed)
+    # Prometheus metrics on a port of their own (never the API's, no API key); 0 turns them off. 9464 is the
+    # port OpenTelemetry's Prometheus exporter uses, free of the usual web and Prometheus ports.
+    metrics_port: int = 9464  # VREYESAM_METRICS_PORT
+    metrics_host: str | None = None  # VREYESAM_METRICS_HOST: default VREYESAM_HOST
     api_keys_file: Path | None = None  # VREYESAM_API_KEYS_FILE: one key per line; unset = no auth
     model_key_file: Path | None = None  # VREYESAM_MODEL_KEY_FILE: key of an encrypted model (a secret file)
     model_key: str | None = field(default=None, repr=False)  # VREYESAM_MODEL_KEY: the key itself, if no file
@@ -158,6 +166,12 @@ def validate(settings: Settings) -> None:
     for name in ("workers", "max_concurrency", "max_body_bytes", "max_width", "max_height", "max_pixels"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"VREYESAM_{name.upper()} must be at least 1")
+    if settings.body_budget_bytes < settings.max_body_bytes:
+        raise SettingsError("VREYESAM_BODY_BUDGET_BYTES must be at least VREYESAM_MAX_BODY_BYTES")
+    if not 0 <= settings.metrics_port < 65536:
+        raise SettingsError("VREYESAM_METRICS_PORT must be between 0 (off) and 65535")
+    if settings.metrics_port and settings.metrics_port == settings.port:
+        raise SettingsError("VREYESAM_METRICS_PORT must differ from the API's port")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise SettingsError("VREYESAM_LOG_LEVEL must be debug, info, warning or error")
     if settings.ray_replicas < 1:

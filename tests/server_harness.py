@@ -156,7 +156,8 @@ SHARED_SERVER_LIMITS = {
 def vreyesam_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without VREYESAM_* settings, plus `env`."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("VREYESAM_")}
-    return {**full, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # No metrics port unless a test asks for one: servers of one test session must not contend for 9464.
+    return {**full, "PYTHONUNBUFFERED": "1", "VREYESAM_METRICS_PORT": "0", **(env or {})}
 
 
 def start_server(

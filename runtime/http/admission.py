@@ -2,14 +2,18 @@
 
 At most `max_running` predictions run; at most `max_waiting` more wait for a slot, each for at most
 `timeout_s`. A request beyond both, or one that waited too long, is turned away (the API answers 503
-with Retry-After) instead of piling up decoded images in memory.
+with Retry-After) instead of piling up decoded images in memory. Every change of the two counts, and every
+refusal, is reported to the recorder (the metrics' in-flight and queued gauges, rejections by reason).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+from vreyesam.runtime.telemetry.metrics import NoRecorder, Recorder
 
 
 class Overloaded(Exception):
@@ -21,27 +25,46 @@ class Overloaded(Exception):
 
 
 class Admission:
-    def __init__(self, *, max_running: int, max_waiting: int, timeout_s: float) -> None:
+    def __init__(
+        self, *, max_running: int, max_waiting: int, timeout_s: float, recorder: Recorder | None = None
+    ) -> None:
         self._slots = asyncio.Semaphore(max_running)
         self._max_waiting = max_waiting
-        self._waiting = 0
         self._timeout_s = timeout_s
+        self._recorder = recorder or NoRecorder()
+        self.running = 0
+        self.waiting = 0
+
+    def _report(self) -> None:
+        self._recorder.admission(self.running, self.waiting)
+
+    def _refuse(self, reason: str) -> Overloaded:
+        self._recorder.rejected(reason)
+        return Overloaded(reason)
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self) -> AsyncIterator[float]:
+        """Hold a slot for the block; yields the seconds spent waiting for it."""
+        started = time.perf_counter()
         if self._slots.locked():
-            if self._waiting >= self._max_waiting:
-                raise Overloaded("queue_full")
-            self._waiting += 1
+            if self.waiting >= self._max_waiting:
+                raise self._refuse("queue_full")
+            self.waiting += 1
+            self._report()
             try:
                 await asyncio.wait_for(self._slots.acquire(), timeout=self._timeout_s)
             except TimeoutError:
-                raise Overloaded("queue_timeout") from None
+                raise self._refuse("queue_timeout") from None
             finally:
-                self._waiting -= 1
+                self.waiting -= 1
+                self._report()
         else:
             await self._slots.acquire()
+        self.running += 1
+        self._report()
         try:
-            yield
+            yield time.perf_counter() - started
         finally:
+            self.running -= 1
             self._slots.release()
+            self._report()

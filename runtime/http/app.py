@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,13 +35,14 @@ from starlette.requests import ClientDisconnect
 
 from vreyesam.runtime.http import page, routes
 from vreyesam.runtime.http.admission import Admission, Overloaded
-from vreyesam.runtime.http.body_limit import BodyLimitMiddleware
+from vreyesam.runtime.http.body_limit import BodyBudget, BodyLimitMiddleware
 from vreyesam.runtime.http.errors import ApiError, error_answer, json_error_body
 from vreyesam.runtime.http.logs import AccessLogMiddleware
 from vreyesam.runtime.media.decode import ImageInputError
 from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, segment
 from vreyesam.runtime.model.segmenter import PromptOutsideImage, Segmenter
 from vreyesam.runtime.settings import DecodeLimits, Settings, read_secret_lines
+from vreyesam.runtime.telemetry.metrics import Limits, NoRecorder, Recorder, process_recorder
 
 log = logging.getLogger("vreyesam.server")
 
@@ -131,16 +133,23 @@ class EdgeState:
     settings: Settings
     admission: Admission
     api_keys: ApiKeys | None
+    recorder: Recorder
     segment: SegmentFunction = segment
     model: ModelState = field(default_factory=ModelState)
 
     @classmethod
-    def from_settings(cls, settings: Settings, segment_function: SegmentFunction = segment) -> EdgeState:
+    def from_settings(
+        cls, settings: Settings, recorder: Recorder, segment_function: SegmentFunction = segment
+    ) -> EdgeState:
         admission = Admission(
-            max_running=settings.max_concurrency, max_waiting=settings.max_queue, timeout_s=settings.queue_timeout_s
+            max_running=settings.max_concurrency,
+            max_waiting=settings.max_queue,
+            timeout_s=settings.queue_timeout_s,
+            recorder=recorder,
         )
         api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file is not None else None
-        return cls(settings=settings, admission=admission, api_keys=api_keys, segment=segment_function)
+        recorder.limits(Limits(settings.max_concurrency, settings.max_queue, settings.body_budget_bytes))
+        return cls(settings, admission, api_keys, recorder, segment_function)
 
     def check_api_key(self, request: Request) -> None:
         """ApiError 401 unless keys are off or the request presents one of them."""
@@ -154,17 +163,42 @@ class EdgeState:
 # ---------------------------------------------------------------- the app
 
 
-async def _answer_error(_: Request, exc: Exception) -> Response:
+async def _answer_error(request: Request, exc: Exception) -> Response:
     answer = error_answer(exc)
+    request.state.outcome = answer.outcome  # for the access log line and the metrics
     return Response(
         json_error_body(answer), status_code=answer.status, headers=dict(answer.headers), media_type="application/json"
     )
 
 
-def _load_in_background(state: ModelState, load: SegmenterLoader, on_failure: Callable[[], None]) -> None:
+def model_info(segmenter: Segmenter) -> dict[str, str]:
+    """The labels of the model info metric: the model, its variant and the engines running it."""
+    import onnxruntime
+
+    manifest = segmenter.manifest
     try:
-        state.segmenter = load()
-        log.info("model ready on %s", state.segmenter.engines)
+        from openvino import __version__ as openvino_version
+    except ImportError:
+        openvino_version = ""
+    return {
+        "name": manifest.model_name,
+        "version": manifest.model_version,
+        "sha256": manifest.model_sha256,
+        "precision": segmenter.precision,
+        "provider": segmenter.engines,
+        "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino_version.split("-")[0],
+    }
+
+
+def _load_in_background(edge: EdgeState, load: SegmenterLoader, on_failure: Callable[[], None]) -> None:
+    state = edge.model
+    started = time.perf_counter()
+    try:
+        segmenter = load()
+        edge.recorder.model(model_info(segmenter), True, time.perf_counter() - started, segmenter.self_test_seconds)
+        state.segmenter = segmenter
+        log.info("model ready on %s", segmenter.engines)
     except BaseException as exc:  # whatever ends the load, the server must stop with exit 1
         state.failed = True
         log.error("model failed to load: %s", str(exc) or type(exc).__name__)
@@ -176,17 +210,22 @@ def create_app(
     load_segmenter: SegmenterLoader,
     on_load_failure: Callable[[], None] = lambda: None,
     segment_function: SegmentFunction = segment,
+    recorder: Recorder | None = None,
 ) -> FastAPI:
     """The ASGI app. `load_segmenter` runs in a background thread at start-up; /readyz reports it.
 
     If loading fails (self-test, provider), `on_load_failure` is called: the server stops with an error.
+    `recorder` receives the metrics: by default this process's Prometheus recorder, none when
+    VREYESAM_METRICS_PORT is 0.
     """
-    edge = EdgeState.from_settings(settings, segment_function)
+    if recorder is None:
+        recorder = process_recorder() if settings.metrics_port else NoRecorder()
+    edge = EdgeState.from_settings(settings, recorder, segment_function)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loader = threading.Thread(
-            target=_load_in_background, args=(edge.model, load_segmenter, on_load_failure), name="model-loader"
+            target=_load_in_background, args=(edge, load_segmenter, on_load_failure), name="model-loader"
         )
         loader.daemon = True
         loader.start()
@@ -208,8 +247,14 @@ def create_app(
     for exception in _HANDLED:
         app.add_exception_handler(exception, _answer_error)
     # Added last = outermost: the access log sees every answer, the body cap runs before any read.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        budget=BodyBudget(settings.body_budget_bytes, recorder),
+        body_timeout_s=settings.body_timeout_s,
+        recorder=recorder,
+    )
+    app.add_middleware(AccessLogMiddleware, recorder=recorder)
     app.add_api_route("/healthz", routes.healthz, methods=["GET"])
     app.add_api_route("/readyz", routes.readyz, methods=["GET"], response_model=None)
     app.add_api_route("/predict", routes.predict, methods=["POST"], response_model=None)

@@ -39,12 +39,40 @@ _HTTP_CODES = {
 }
 
 
+# Every code -> the closed set of outcomes the metrics count requests by (telemetry.metrics.OUTCOMES).
+OUTCOME_OF_CODE = {
+    "invalid_parameter": "invalid_input",
+    "missing_image": "invalid_input",
+    "bad_request": "invalid_input",
+    "not_acceptable": "invalid_input",
+    "body_too_large": "too_large",
+    "image_too_large": "too_large",
+    "undecodable_image": "undecodable",
+    "unsupported_media_type": "unsupported",
+    "unsupported_format": "unsupported",
+    "unauthorized": "unauthorized",
+    "not_found": "not_found",
+    "method_not_allowed": "not_found",
+    "overloaded": "overloaded",
+    "model_loading": "not_ready",
+    "model_not_ready": "not_ready",
+    "model_failed": "not_ready",
+    "client_closed_request": "client_closed",
+    "request_timeout": "timeout",
+}
+
+
 @dataclass(frozen=True)
 class ErrorAnswer:
     status: int
     code: str
     message: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    detail: str = ""  # a finer outcome than the code's (e.g. `queue_timeout` of `overloaded`)
+
+    @property
+    def outcome(self) -> str:
+        return self.detail or OUTCOME_OF_CODE.get(self.code, "internal")
 
 
 class ApiError(Exception):
@@ -61,6 +89,17 @@ class BodyTooLarge(Exception):
 
 def body_too_large(max_body_bytes: int) -> ErrorAnswer:
     return ErrorAnswer(413, "body_too_large", f"request body is larger than {max_body_bytes} bytes")
+
+
+def uploads_busy() -> ErrorAnswer:
+    """The bodies in flight fill the server's memory budget for them: this one is refused, not buffered."""
+    return ErrorAnswer(
+        503, "overloaded", "server is busy receiving other uploads, retry later", {"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+def body_too_slow(timeout_s: float) -> ErrorAnswer:
+    return ErrorAnswer(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s")
 
 
 def unavailable() -> ErrorAnswer:
@@ -95,7 +134,10 @@ def error_answer(exc: BaseException) -> ErrorAnswer:
         return ErrorAnswer(422, "invalid_parameter", str(exc))
     if isinstance(exc, Overloaded):
         log.info("request turned away", extra={"fields": {"reason": exc.reason}})
-        return ErrorAnswer(503, "overloaded", "server is busy, retry later", {"Retry-After": str(RETRY_AFTER_S)})
+        detail = "queue_timeout" if exc.reason == "queue_timeout" else ""
+        return ErrorAnswer(
+            503, "overloaded", "server is busy, retry later", {"Retry-After": str(RETRY_AFTER_S)}, detail
+        )
     if isinstance(exc, RequestValidationError):
         return _validation(exc)
     if isinstance(exc, HTTPException):

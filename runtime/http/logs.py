@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vreyesam.runtime.http import page
 from vreyesam.runtime.media.opencv import cv2
+from vreyesam.runtime.telemetry.metrics import NoRecorder, Recorder, route_of
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 KNOWN_ROUTES = frozenset({"/predict", "/healthz", "/readyz", "/openapi.json", "/docs"}) | page.ROUTES
@@ -76,10 +77,12 @@ def request_id_from(scope: Scope) -> str:
 
 
 class AccessLogMiddleware:
-    """Logs one line per request and returns the request id in the X-Request-ID header."""
+    """Logs one line per request, counts it in the metrics (route, status, outcome, duration, body size, the
+    prediction's stages) and returns the request id in the X-Request-ID header."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, recorder: Recorder | None = None) -> None:
         self.app = app
+        self.recorder = recorder or NoRecorder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,7 +112,13 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, counting_receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
             path = scope.get("path", "")
+            outcome = state.get("outcome") or ("ok" if status < 400 else "internal")
+            timings = state.get("timings_ms")
+            self.recorder.request(route_of(path), status, outcome, seconds, received)
+            if timings:
+                self.recorder.stages({stage: ms / 1000.0 for stage, ms in timings.items()})
             access_log.info(
                 "request",
                 extra={
@@ -118,9 +127,10 @@ class AccessLogMiddleware:
                         "method": scope.get("method", ""),
                         "route": path if path in KNOWN_ROUTES else "unmatched",
                         "status": status,
+                        "outcome": outcome,
                         "bytes_in": received,
-                        "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
-                        **({"timings_ms": state["timings_ms"]} if "timings_ms" in state else {}),
+                        "duration_ms": round(seconds * 1000.0, 3),
+                        **({"timings_ms": timings} if timings else {}),
                     }
                 },
             )

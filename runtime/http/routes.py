@@ -147,9 +147,13 @@ async def predict(
     )
     started = time.perf_counter()
     data = await read_image_bytes(request)
-    async with edge.admission.slot():
+    async with edge.admission.slot() as waited_s:
         result = await run_in_threadpool(edge.segment, segmenter, data, wanted, edge.settings.decode_limits)
-    timings = {**result.timings_ms, "request": round((time.perf_counter() - started) * 1000.0, 3)}
+    timings = {
+        "queue": round(waited_s * 1000.0, 3),
+        **result.timings_ms,
+        "request": round((time.perf_counter() - started) * 1000.0, 3),
+    }
     request.state.timings_ms = timings  # for the access log line
     if wants_png:
         return Response(result.pngs[kinds[0]], media_type="image/png")

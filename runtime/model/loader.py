@@ -6,6 +6,7 @@ Any failure is a ModelLoadError with a message safe to print.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,10 +155,12 @@ def segmenter_from_files(files: ModelFiles, options: LoadOptions) -> Segmenter:
     if choice.gated_on_device:
         segmenter, choice = _gate_on_device(segmenter, files, providers, options)
     if options.self_test:
+        started = time.perf_counter()
         try:
             errors = golden.run_golden(segmenter, golden.load_golden(files.golden), choice.golden_tolerance)
         except golden.GoldenMismatch as exc:
             raise ModelLoadError(str(exc)) from None
+        segmenter.self_test_seconds = time.perf_counter() - started
         log.info("golden self-test passed on %s (%s): %s", segmenter.engines, choice.name, errors)
     return segmenter
 

@@ -146,6 +146,7 @@ class Segmenter:
         self.refused = dict(refused or {})  # variants that failed their gate on this device, and why
         self.preprocess, self.encoder, self.decoder, self.procedure = preprocess, encoder, decoder, procedure
         self.decoder_batch = max(1, decoder_batch)
+        self.self_test_seconds = 0.0  # the golden self-test's time, set by the loader before it is shared
 
     @property
     def engines(self) -> str:

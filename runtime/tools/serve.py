@@ -48,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         files = server.preflight(settings)
+        return server.run_server(settings, files)
     except server.StartupError as exc:
         return _fail(str(exc))
-    return server.run_server(settings, files)
