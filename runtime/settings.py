@@ -60,6 +60,9 @@ class Settings:
     # port OpenTelemetry's Prometheus exporter uses, free of the usual web and Prometheus ports.
     metrics_port: int = 9464  # VREYESAM_METRICS_PORT
     metrics_host: str | None = None  # VREYESAM_METRICS_HOST: default VREYESAM_HOST
+    # Traces: on when OpenTelemetry's own variables ask for them (OTEL_EXPORTER_OTLP_ENDPOINT or
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set, OTEL_SDK_DISABLED not true, OTEL_TRACES_EXPORTER not `none`).
+    traces: bool = False
     api_keys_file: Path | None = None  # VREYESAM_API_KEYS_FILE: one key per line; unset = no auth
     model_key_file: Path | None = None  # VREYESAM_MODEL_KEY_FILE: key of an encrypted model (a secret file)
     model_key: str | None = field(default=None, repr=False)  # VREYESAM_MODEL_KEY: the key itself, if no file
@@ -86,7 +89,7 @@ class Settings:
         """The VREYESAM_* variables that reproduce these settings in another process (a worker, a node)."""
         env = {}
         for name, value in vars(self).items():
-            if value is not None:
+            if value is not None and name != "traces":  # the OTEL_* variables travel as they are
                 text = ("1" if value else "0") if isinstance(value, bool) else str(value)
                 env[f"VREYESAM_{name.upper()}"] = text
         return env
@@ -141,10 +144,18 @@ def _kind(field_type: object) -> str:
     return "str"
 
 
+def _traces_wanted(env: Mapping[str, str]) -> bool:
+    if env.get("OTEL_SDK_DISABLED", "").lower() in _TRUE or env.get("OTEL_TRACES_EXPORTER", "") == "none":
+        return False
+    return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    values: dict[str, object] = {"traces": _traces_wanted(env)}
     for item in fields(Settings):
+        if item.name == "traces":
+            continue  # OpenTelemetry's variables decide, not a VREYESAM_ one
         name = f"VREYESAM_{item.name.upper()}"
         raw = env.get(name)
         if raw is None and item.name == "port":

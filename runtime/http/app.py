@@ -43,6 +43,7 @@ from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, segment
 from vreyesam.runtime.model.segmenter import PromptOutsideImage, Segmenter
 from vreyesam.runtime.settings import DecodeLimits, Settings, read_secret_lines
 from vreyesam.runtime.telemetry.metrics import Limits, NoRecorder, Recorder, process_recorder
+from vreyesam.runtime.telemetry.tracing import Tracing, process_tracing
 
 log = logging.getLogger("vreyesam.server")
 
@@ -134,12 +135,13 @@ class EdgeState:
     admission: Admission
     api_keys: ApiKeys | None
     recorder: Recorder
+    tracing: Tracing
     segment: SegmentFunction = segment
     model: ModelState = field(default_factory=ModelState)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, recorder: Recorder, segment_function: SegmentFunction = segment
+        cls, settings: Settings, recorder: Recorder, tracing: Tracing, segment_function: SegmentFunction = segment
     ) -> EdgeState:
         admission = Admission(
             max_running=settings.max_concurrency,
@@ -149,7 +151,7 @@ class EdgeState:
         )
         api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file is not None else None
         recorder.limits(Limits(settings.max_concurrency, settings.max_queue, settings.body_budget_bytes))
-        return cls(settings, admission, api_keys, recorder, segment_function)
+        return cls(settings, admission, api_keys, recorder, tracing, segment_function)
 
     def check_api_key(self, request: Request) -> None:
         """ApiError 401 unless keys are off or the request presents one of them."""
@@ -220,7 +222,8 @@ def create_app(
     """
     if recorder is None:
         recorder = process_recorder() if settings.metrics_port else NoRecorder()
-    edge = EdgeState.from_settings(settings, recorder, segment_function)
+    tracing = process_tracing(settings.traces)
+    edge = EdgeState.from_settings(settings, recorder, tracing, segment_function)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -242,6 +245,9 @@ def create_app(
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        # The request's span and its stages come from telemetry.tracing (the access log carries their trace
+        # id); FastAPI's own spans, metrics and exception logs would duplicate them or export tracebacks.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.edge = edge
     for exception in _HANDLED:
@@ -254,7 +260,7 @@ def create_app(
         body_timeout_s=settings.body_timeout_s,
         recorder=recorder,
     )
-    app.add_middleware(AccessLogMiddleware, recorder=recorder)
+    app.add_middleware(AccessLogMiddleware, recorder=recorder, tracing=tracing)
     app.add_api_route("/healthz", routes.healthz, methods=["GET"])
     app.add_api_route("/readyz", routes.readyz, methods=["GET"], response_model=None)
     app.add_api_route("/predict", routes.predict, methods=["POST"], response_model=None)

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vreyesam.runtime.http import page
 from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.telemetry.metrics import NoRecorder, Recorder, route_of
+from vreyesam.runtime.telemetry.tracing import Tracing, trace_id
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 KNOWN_ROUTES = frozenset({"/predict", "/healthz", "/readyz", "/openapi.json", "/docs"}) | page.ROUTES
@@ -80,9 +81,10 @@ class AccessLogMiddleware:
     """Logs one line per request, counts it in the metrics (route, status, outcome, duration, body size, the
     prediction's stages) and returns the request id in the X-Request-ID header."""
 
-    def __init__(self, app: ASGIApp, recorder: Recorder | None = None) -> None:
+    def __init__(self, app: ASGIApp, recorder: Recorder | None = None, tracing: Tracing | None = None) -> None:
         self.app = app
         self.recorder = recorder or NoRecorder()
+        self.tracing = tracing or Tracing()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,28 +111,35 @@ class AccessLogMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            path = scope.get("path", "")
-            outcome = state.get("outcome") or ("ok" if status < 400 else "internal")
-            timings = state.get("timings_ms")
-            self.recorder.request(route_of(path), status, outcome, seconds, received)
-            if timings:
-                self.recorder.stages({stage: ms / 1000.0 for stage, ms in timings.items()})
-            access_log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "request_id": request_id,
-                        "method": scope.get("method", ""),
-                        "route": path if path in KNOWN_ROUTES else "unmatched",
-                        "status": status,
-                        "outcome": outcome,
-                        "bytes_in": received,
-                        "duration_ms": round(seconds * 1000.0, 3),
-                        **({"timings_ms": timings} if timings else {}),
-                    }
-                },
-            )
+        path = scope.get("path", "")
+        route = path if path in KNOWN_ROUTES else "unmatched"
+        with self.tracing.request(scope.get("method", ""), route, scope.get("headers", [])) as span:
+            state["span"] = span
+            try:
+                await self.app(scope, counting_receive, send_with_id)
+            finally:
+                if span is not None:
+                    span.set_attribute("http.response.status_code", status)
+                self._record(scope, state, status, received, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, received: int, seconds: float) -> None:
+        """The request's access log line and its metrics."""
+        path = scope.get("path", "")
+        outcome = state.get("outcome") or ("ok" if status < 400 else "internal")
+        timings = state.get("timings_ms")
+        self.recorder.request(route_of(path), status, outcome, seconds, received)
+        if timings:
+            self.recorder.stages({stage: ms / 1000.0 for stage, ms in timings.items()})
+        span = state.get("span")
+        fields = {
+            "request_id": state["request_id"],
+            **({"trace_id": trace_id(span)} if span is not None else {}),
+            "method": scope.get("method", ""),
+            "route": path if path in KNOWN_ROUTES else "unmatched",
+            "status": status,
+            "outcome": outcome,
+            "bytes_in": received,
+            "duration_ms": round(seconds * 1000.0, 3),
+            **({"timings_ms": timings} if timings else {}),
+        }
+        access_log.info("request", extra={"fields": fields})

@@ -22,7 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from vreyesam.runtime.http.errors import ApiError
 from vreyesam.runtime.model.procedure import MAX_POINTS
-from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, model_identity
+from vreyesam.runtime.model.segment import STAGES, Segmentation, SegmentRequest, model_identity
+from vreyesam.runtime.telemetry.tracing import now_ns
 from vreyesam.runtime.vocabulary import OUTPUT_KINDS, OutputKind
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ async def predict(
     )
     started = time.perf_counter()
     data = await read_image_bytes(request)
+    queued_ns = now_ns()
     async with edge.admission.slot() as waited_s:
         result = await run_in_threadpool(edge.segment, segmenter, data, wanted, edge.settings.decode_limits)
     timings = {
@@ -154,7 +156,9 @@ async def predict(
         **result.timings_ms,
         "request": round((time.perf_counter() - started) * 1000.0, 3),
     }
-    request.state.timings_ms = timings  # for the access log line
+    request.state.timings_ms = timings  # for the access log line and the metrics
+    stages = [(stage, timings[stage]) for stage in ("queue", *STAGES)]
+    edge.tracing.stages(getattr(request.state, "span", None), queued_ns, stages)
     if wants_png:
         return Response(result.pngs[kinds[0]], media_type="image/png")
     return JSONResponse(json_answer(result, model_identity(segmenter.manifest), timings))
