@@ -10,7 +10,9 @@
   Serve config file (which tests/runtime/cluster/test_config.py validates with Ray Serve's own schema).
 - The RayService itself is a KubeRay custom resource, whose CRD no package registry reachable from CI
   ships: it is validated against KubeRay's CRD when KUBERAY_RAYSERVICE_CRD names the CRD file
-  (ray.io_rayservices.yaml of the KubeRay source), and skipped otherwise.
+  (ray.io_rayservices.yaml of the KubeRay source), and skipped otherwise. The KEDA ScaledObjects likewise
+  against KEDA's CRD (KEDA_SCALEDOBJECT_CRD: config/crd/bases/keda.sh_scaledobjects.yaml of the KEDA
+  source); what they must say (the queue query, the target, the metrics port) is checked always.
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ def ray_pod_templates() -> list[dict[str, Any]]:
     ]
 
 
+CUSTOM_GROUPS = ("ray.io/", "keda.sh/")
+
+
 def core_objects() -> list[dict[str, Any]]:
-    return [doc for doc in manifests() if not doc["apiVersion"].startswith("ray.io/")] + ray_pod_templates()
+    return [doc for doc in manifests() if not doc["apiVersion"].startswith(CUSTOM_GROUPS)] + ray_pod_templates()
 
 
 @pytest.mark.parametrize("doc", core_objects(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
@@ -80,9 +85,10 @@ def test_every_core_object_validates_strictly(doc: dict[str, Any]) -> None:
 def test_the_files_hold_what_the_plain_server_needs() -> None:
     kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in manifests()}
     for name in ("vreyesam", "vreyesam-gpu"):
-        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
+        for kind in ("Deployment", "Service", "ScaledObject", "PodDisruptionBudget", "NetworkPolicy"):
             assert (kind, name) in kinds, (kind, name)
     assert ("RayService", "vreyesam") in kinds and ("NetworkPolicy", "vreyesam-ray") in kinds
+    assert "HorizontalPodAutoscaler" not in {kind for kind, _ in kinds}  # KEDA makes and owns the HPA
 
 
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
@@ -224,3 +230,57 @@ def _strict(schema: Any) -> Any:
     if schema.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
     return out
+
+
+def objects(kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in manifests() if doc["kind"] == kind]
+
+
+METRICS_PORT = 9464  # runtime/settings.py's default VREYESAM_METRICS_PORT
+
+
+def test_the_metrics_port_is_scraped_but_never_served_to_the_public() -> None:
+    for name in ("vreyesam", "vreyesam-gpu"):
+        template = deployment(name)["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+        assert int(annotations["prometheus.io/port"]) == METRICS_PORT
+        (container,) = template["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": METRICS_PORT} in container["ports"]
+    for service in objects("Service"):
+        assert all(
+            port["targetPort"] != "metrics" and port["port"] != METRICS_PORT for port in service["spec"]["ports"]
+        )
+    for policy in objects("NetworkPolicy"):
+        for rule in policy["spec"]["ingress"]:
+            if any(port["port"] == METRICS_PORT for port in rule.get("ports", [])):
+                (peer,) = rule["from"]
+                assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
+def test_each_server_scales_on_its_own_queue_and_on_cpu() -> None:
+    for scaled in objects("ScaledObject"):
+        name = scaled["metadata"]["name"]
+        target = deployment(name)
+        assert scaled["spec"]["scaleTargetRef"] == {"name": name}
+        component = target["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        queue, cpu = scaled["spec"]["triggers"]
+        assert queue["type"] == "prometheus" and queue["metricType"] == "AverageValue"
+        query = queue["metadata"]["query"]
+        for gauge in ("vreyesam_inflight_requests", "vreyesam_queued_requests"):
+            assert f'{gauge}{{namespace="vreyesam",app_kubernetes_io_component="{component}"}}' in query
+        assert float(queue["metadata"]["threshold"]) >= 1
+        assert cpu == {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}
+        assert scaled["spec"]["minReplicaCount"] >= 1
+
+
+@pytest.mark.skipif(not os.environ.get("KEDA_SCALEDOBJECT_CRD"), reason="no KEDA CRD file (KEDA_SCALEDOBJECT_CRD)")
+def test_the_scaled_objects_validate_against_kedas_crd() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    crd = yaml.safe_load(Path(os.environ["KEDA_SCALEDOBJECT_CRD"]).read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    scaled = objects("ScaledObject")
+    assert scaled
+    for doc in scaled:
+        jsonschema.validate(doc, schema)
