@@ -116,10 +116,10 @@ test-builder: $(TEST_MODEL)/manifest.json
 # selenium against real servers; screenshots in build-out/). They need Debian's chromium and chromium-driver,
 # which `browser-deps` installs when they are missing (apt-get, as root, as CI runs). Elsewhere, skip them
 # with: $(SERVE_PY) -m pytest tests --ignore=tests/export -m "not browser"
-BROWSER_PACKAGES := chromium chromium-driver
+BROWSER_PACKAGES := chromium chromium-driver prometheus
 
 browser-deps:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "installing $(BROWSER_PACKAGES) for the browser tests"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }
