@@ -25,8 +25,9 @@ BUDGET = 32 * MiB
 DEADLINE_S = 4.0
 FLOOD = 200
 DECLARED = 9 * MiB
-# What a prediction and the answers in flight may add to the RSS besides the bodies (measured ~60-90 MB).
-PREDICTION_ALLOWANCE = 160 * MiB
+# What three predictions and the answers in flight may add to the RSS besides the bodies (+168 MiB was
+# measured with the flood, 32 MiB of it the budget; before the budget, 64 such uploads added 600 MB).
+PREDICTION_ALLOWANCE = 256 * MiB
 
 
 @pytest.fixture(scope="module")
