@@ -14,17 +14,19 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pytest
 
 from tests.reliability import corpus
-from tests.server_harness import free_port, serve_to_exit, start_server
+from tests.reliability.http_checks import read_response
+from tests.server_harness import ServerProcess, free_port, serve_to_exit, start_server
 
 QUICK_EXIT_S = 60  # verification hashes ~155 MB: a few seconds, more on a busy machine
 PATH_LIKE = re.compile(r"(?:/[\w.-]+){2,}|/tmp\b|/work\b|site-packages|\.py\b")
@@ -138,7 +140,38 @@ def test_missing_model_directory(tmp_path: Path) -> None:
     _assert_quick_refusal(result, missing, "model directory not found")
 
 
+def _messages(proc: ServerProcess) -> list[str]:
+    """The messages of the server's log records so far (it logs JSON lines)."""
+    return [json.loads(line)["message"] for line in proc.log().splitlines() if line.startswith("{")]
+
+
+def _wait_for_message(proc: ServerProcess, message: str, timeout_s: float = 60.0) -> None:
+    """Until the server has logged `message`; AssertionError if it exits first or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while message not in _messages(proc):
+        assert proc.process.poll() is None, f"the server exited before logging {message!r}: {proc.log()[-2000:]}"
+        assert time.monotonic() < deadline, f"no {message!r} in the log: {proc.log()[-2000:]}"
+        time.sleep(0.02)  # a poll interval
+
+
+def _read_interim_head(sock: socket.socket) -> bytes:
+    """The head of a 1xx answer (which has no body), read without reading past it."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, f"the connection closed after {head!r}"
+        head += chunk
+    return head
+
+
 def test_sigterm_lets_the_request_in_flight_finish(model_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM while a request is inside the app: the port closes at once, the request is answered, exit 0.
+
+    The client holds its request in flight itself: it asks `Expect: 100-continue` and sends the body only
+    after the signal. The server's `100 Continue` proves the request is inside the app (uvicorn sends it
+    when the route starts reading the body), and uvicorn's "Waiting for connections to close" proves the
+    shutdown has begun, its listening socket closed, with that request still open.
+    """
     shutdown_timeout_s = 30
     proc = start_server(
         model_dir,
@@ -148,40 +181,28 @@ def test_sigterm_lets_the_request_in_flight_finish(model_dir: Path, tmp_path: Pa
     )
     try:
         proc.wait_until("/readyz", 200, timeout_s=180)
-        image = corpus.png(400, 300)
-        answer: dict[str, object] = {}
-
-        def predict() -> None:
-            try:
-                answer["response"] = httpx.post(
-                    proc.base_url + "/predict",
-                    params={"points": 30},
-                    content=image,
-                    headers={"content-type": "image/png"},
-                    timeout=120,
-                )
-            except Exception as exc:  # reported below
-                answer["error"] = exc
-
-        client = threading.Thread(target=predict)
-        started = time.monotonic()
-        client.start()
-        time.sleep(1.0)  # the prediction takes several seconds: it is running now
-        assert client.is_alive(), answer
-        proc.process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-
-        time.sleep(0.5)  # the listening socket is closed first: no new request gets in
-        with pytest.raises(httpx.TransportError):
-            httpx.get(proc.base_url + "/healthz", timeout=2)
-
-        client.join(timeout=120)
-        assert "error" not in answer, answer
-        response = answer["response"]
-        assert isinstance(response, httpx.Response)
-        assert response.status_code == 200, response.text[:300]
-        assert response.json()["parameters"]["points"] == 30
-        assert time.monotonic() - started > 1.0
+        image = corpus.png(64, 48)
+        parts = urlsplit(proc.base_url)
+        head = (
+            "POST /predict?points=1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {len(image)}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+            sock.sendall(head.encode())
+            interim = _read_interim_head(sock)
+            assert interim.startswith(b"HTTP/1.1 100 "), interim
+            proc.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            _wait_for_message(proc, "Waiting for connections to close. (CTRL+C to force quit)")
+            with pytest.raises(httpx.TransportError):  # no new request gets in
+                httpx.get(proc.base_url + "/healthz", timeout=5)
+            assert proc.process.poll() is None  # still there for the request in flight
+            sock.sendall(image)
+            status, _, body = read_response(sock)
+            assert status == 200, body[:300]
+            answer = json.loads(body)
+            assert answer["parameters"]["points"] == 1 and answer["image"] == {"width": 64, "height": 48}
+            assert sock.recv(1) == b""  # then the server closes the connection: no further request on it
 
         code = proc.process.wait(timeout=shutdown_timeout_s + 10)
         assert code == 0, proc.log()[-2000:]
@@ -192,14 +213,21 @@ def test_sigterm_lets_the_request_in_flight_finish(model_dir: Path, tmp_path: Pa
 
 
 def test_sigterm_while_the_model_loads_exits_cleanly(model_dir: Path, tmp_path: Path) -> None:
-    """The port is open before the model is loaded: a SIGTERM then waits for the loader, exits 0, no abort."""
+    """The port is open before the model is loaded: a SIGTERM then waits for the loader, exits 0, no abort.
+
+    That the signal came while the model was loading is read from the log afterwards: uvicorn began shutting
+    down before the loader said the model was ready.
+    """
     proc = start_server(model_dir, tmp_path / "server.log", "--allow-random-weights")
     try:
         proc.wait_until("/healthz", 200, timeout_s=60, poll_s=0.02)
-        assert httpx.get(proc.base_url + "/readyz").status_code == 503  # still loading
         proc.process.send_signal(signal.SIGTERM)
         code = proc.process.wait(timeout=60)
         assert code == 0, proc.log()[-2000:]
         assert "terminate called" not in proc.log() and "Traceback" not in proc.log()
+        messages = _messages(proc)
+        ready = [index for index, message in enumerate(messages) if message.startswith("model ready")]
+        assert "Shutting down" in messages and ready, messages
+        assert messages.index("Shutting down") < ready[0], f"the model was loaded before the SIGTERM: {messages}"
     finally:
         proc.stop(signal.SIGKILL, timeout_s=10)

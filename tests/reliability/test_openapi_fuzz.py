@@ -18,7 +18,7 @@ Checks, and why these:
 - `content_type_conformance`: where the document declares a response for that status, the media type must
   be the declared one.
 Not run: `status_code_conformance` and the other checks about undocumented answers. The JSON error answers
-(400, 406, 413, 415, 422 `{"error": ...}`) are the API's contract (tests/runtime/test_server.py,
+(400, 406, 413, 415, 422 `{"error": ...}`) are the API's contract (tests/runtime/http/test_server.py,
 tests/reliability/test_bad_inputs.py) but FastAPI does not list them in the generated document, since
 /predict reads the raw body; flagging each 415 to a body-less generated request as "undocumented status"
 would restate that omission on every example. `positive_data_acceptance` is not run for the same reason:

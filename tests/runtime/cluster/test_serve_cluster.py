@@ -142,19 +142,31 @@ def _chunks(total: int, size: int = 256 * 1024) -> Iterator[bytes]:
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
-def test_a_body_over_the_cap_is_refused_by_the_proxy(cluster_server: ServerProcess, declared: bool) -> None:
+def test_a_body_over_the_cap_is_refused_by_the_proxy(
+    nodes: TwoNodes, cluster_server: ServerProcess, declared: bool
+) -> None:
     size = 3 * MAX_BODY
     content = b"\x89PNG" + b"x" * (size - 4) if declared else _chunks(size)
-    seen = len(cluster_server.log())
+    replicas = {pid for pid in ready_replicas(nodes) if Path(f"/proc/{pid}").exists()}
+    seen = {pid: len(text) for pid, text in nodes.worker_logs().items() if pid in replicas}
+    assert len(seen) == 2, seen
     response = httpx.post(
         cluster_server.base_url + "/predict", content=content, headers={"content-type": "image/png"}, timeout=120
     )
     headers = without_server_header(response.headers)
     assert_clean_error(response.status_code, headers, response.content, 413, "body_too_large")
-    # Refused in the proxy: no replica answered it (each logs every request it answers; Ray forwards the
-    # lines to the command's log within a second or so).
-    time.sleep(3)
-    assert '"status": 413' not in cluster_server.log()[seen:]
+    # Refused in the proxy: no replica answered it. Each replica logs every request it answers on its own
+    # stderr, after the answer: once each has logged a /healthz sent after the 413 came back, its log holds
+    # anything it did with the oversized body. So /healthz until both replicas have answered one, then look.
+    deadline = time.monotonic() + 120
+    while True:
+        fresh = {pid: text[seen[pid] :] for pid, text in nodes.worker_logs().items() if pid in seen}
+        if all('"route": "/healthz"' in text for text in fresh.values()):
+            break
+        assert time.monotonic() < deadline, f"not both replicas answered a /healthz: {fresh}"
+        assert httpx.get(cluster_server.base_url + "/healthz", timeout=30).status_code == 200
+    for pid, text in fresh.items():
+        assert '"status": 413' not in text, (pid, text[-3000:])
 
 
 def post_image(server: ServerProcess, image: bytes, points: int) -> httpx.Response:
@@ -183,10 +195,21 @@ def test_a_full_cluster_answers_only_200_or_503_with_retry_after(cluster_server:
 def test_killing_a_replica_loses_no_accepted_request_silently(nodes: TwoNodes, cluster_server: ServerProcess) -> None:
     image = corpus.png(320, 240)
     before = sorted(pid for pid in ready_replicas(nodes) if Path(f"/proc/{pid}").exists())
+
+    def cpu_seconds(pid: int) -> float:  # the process's user + system time, from /proc/PID/stat
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    victim = before[-1]
+    idle = cpu_seconds(victim)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         pending = [pool.submit(post_image, cluster_server, image, 30) for _ in range(4)]
-        time.sleep(1.0)  # two are running, two queued in the proxy
-        victim = before[-1]
+        # Two run (one per replica), two wait in the proxy. Killed once it is inside a prediction: a second of
+        # CPU time (an idle replica takes a few milliseconds a second; a 30-prompt prediction, seconds).
+        deadline = time.monotonic() + 60
+        while cpu_seconds(victim) - idle < 1.0:
+            assert time.monotonic() < deadline, "the replica to kill never started a prediction"
+            time.sleep(0.05)  # a poll interval
         os.kill(victim, signal.SIGKILL)  # a replica process of the cluster this module started
         answers = [future.result() for future in pending]  # no transport error: every request is answered
     for response in answers:

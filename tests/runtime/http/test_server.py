@@ -1,9 +1,18 @@
-"""The HTTP server as a real uvicorn process, called over HTTP."""
+"""The HTTP API through the real app, in process: answers, parameters, errors and routes.
+
+The app is `create_app` over the session's model (`segmenter`: fp32 on the CPU) with the shared server's
+limits and the real per-image function, its lifespan run in process (tests/app_harness.py). Every error
+answer is checked for its exact status, code and JSON shape, and for leaking nothing (no traceback text,
+path, library name or version). What needs a real `vreyesam serve` process is elsewhere: signals and
+broken models (tests/reliability/test_faults.py), the JSON logs (test_hardening.py), the body cap against
+real clients (test_body_limit.py), hostile uploads (tests/reliability/test_bad_inputs.py), the page in a
+browser (test_page_browser.py).
+"""
 
 from __future__ import annotations
 
 import base64
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -12,17 +21,25 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server_harness import ServerProcess
-from vreyesam.runtime.http.app import create_app
+from tests.app_harness import canned_segmentation, loader_of, running_app
+from tests.reliability.http_checks import assert_clean_error
+from tests.server_harness import SHARED_SERVER_LIMITS
 from vreyesam.runtime.media import render
-from vreyesam.runtime.model.segment import STAGES
-from vreyesam.runtime.settings import Settings
+from vreyesam.runtime.model.segment import STAGES, Segmentation, SegmentRequest
+from vreyesam.runtime.model.segmenter import Segmenter
+from vreyesam.runtime.settings import DecodeLimits, load_settings
 from vreyesam.runtime.tools import synth
+
+SETTINGS = load_settings(SHARED_SERVER_LIMITS)
+MAX_BODY = SETTINGS.max_body_bytes
+ALL_OUTPUTS = {"outputs": "mask,probability,uncertainty,overlay", "seed": 3}
 
 
 @pytest.fixture(scope="module")
-def server(served: ServerProcess) -> ServerProcess:
-    return served
+def api(segmenter: Segmenter) -> Iterator[TestClient]:
+    with running_app(SETTINGS, loader_of(segmenter)) as running:
+        running.wait_ready()
+        yield running.client
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +48,18 @@ def eye_png() -> bytes:
     return render.encode_png(image)
 
 
-ALL_OUTPUTS = {"outputs": "mask,probability,uncertainty,overlay", "seed": 3}
+def _predict(api: TestClient, image: bytes, params: dict, headers: dict[str, str] | None = None) -> httpx.Response:
+    return api.post("/predict", params=params, content=image, headers={"content-type": "image/png", **(headers or {})})
 
 
-def _predict_raw(server: ServerProcess, image: bytes, params: dict) -> httpx.Response:
-    return httpx.post(
-        server.base_url + "/predict", params=params, content=image, headers={"content-type": "image/png"}, timeout=120
-    )
+def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
+    assert_clean_error(response.status_code, response.headers, response.content, status, code)
+    return response.json()["error"]
 
 
 @pytest.fixture(scope="module")
-def full_answer(server: ServerProcess, eye_png: bytes) -> dict:
-    response = _predict_raw(server, eye_png, ALL_OUTPUTS)
+def full_answer(api: TestClient, eye_png: bytes) -> dict:
+    response = _predict(api, eye_png, ALL_OUTPUTS)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -51,56 +68,46 @@ def _png(data: str) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def test_health_and_readiness(server: ServerProcess) -> None:
-    assert httpx.get(server.base_url + "/healthz").json() == {"status": "ok"}
-    ready = httpx.get(server.base_url + "/readyz").json()
-    assert ready["status"] == "ready"
-    assert ready["provider"].endswith("CPUExecutionProvider")
-    assert ready["model"]["precision"] in {"fp32", "bf16-encoder"}
-    assert ready["model"]["version"] == "random-seed0"
-    assert ready["model"]["random_weights"] is True
-    assert len(ready["model"]["sha256"]) == 64
-    assert "/" not in str(ready)  # no path anywhere
-
-
-def test_raw_upload_json_answer(full_answer: dict) -> None:
+def test_raw_upload_json_answer(full_answer: dict, segmenter: Segmenter) -> None:
     assert full_answer["image"] == {"width": 160, "height": 120}
+    manifest = segmenter.manifest
+    assert full_answer["model"] == {
+        "name": manifest.model_name,
+        "version": "random-seed0",
+        "sha256": manifest.model_sha256,
+    }
     assert full_answer["parameters"] == {"points": 30, "threshold": 0.2, "seed": 3, "prompts": "sampled"}
     stats = full_answer["statistics"]
     assert set(stats) == {"coverage_percent", "area_px", "score_mean", "score_max"}
-    assert set(full_answer["timings_ms"]) == {*STAGES, "total", "host", "request"}
+    assert list(full_answer["timings_ms"]) == ["queue", *STAGES, "total", "host", "request"]
     outputs = full_answer["outputs"]
     assert set(outputs) == {"mask", "probability", "uncertainty", "overlay"}
     mask = _png(outputs["mask"]["png_base64"])
     assert mask.shape == (120, 160) and set(np.unique(mask)) <= {0, 255}
     assert int((mask > 0).sum()) == stats["area_px"]
+    assert stats["coverage_percent"] == pytest.approx(100.0 * stats["area_px"] / (160 * 120))
     assert np.array_equal(render.rle_decode(outputs["mask"]["rle"]), mask > 0)
     assert _png(outputs["probability"]["png_base64"]).shape == (120, 160)
     assert _png(outputs["uncertainty"]["png_base64"]).shape == (120, 160, 3)
     assert _png(outputs["overlay"]["png_base64"]).shape == (120, 160, 3)
 
 
-def test_multipart_upload_gives_the_same_answer(server: ServerProcess, eye_png: bytes, full_answer: dict) -> None:
-    response = httpx.post(
-        server.base_url + "/predict",
-        params=ALL_OUTPUTS,
-        files={"image": ("eye.png", eye_png, "image/png")},
-        timeout=120,
-    )
+def test_multipart_upload_gives_the_same_answer(api: TestClient, eye_png: bytes, full_answer: dict) -> None:
+    """The same image and parameters sent again, as a form: the same answer (so also: the answer is repeatable)."""
+    response = api.post("/predict", params=ALL_OUTPUTS, files={"image": ("eye.png", eye_png, "image/png")})
     assert response.status_code == 200, response.text
     assert response.json()["outputs"] == full_answer["outputs"]
     assert response.json()["statistics"] == full_answer["statistics"]
 
 
-def test_png_answer_with_accept_header(server: ServerProcess, eye_png: bytes, full_answer: dict) -> None:
-    response = httpx.post(
-        server.base_url + "/predict",
+def test_png_answer_with_accept_header(api: TestClient, eye_png: bytes, full_answer: dict) -> None:
+    response = api.post(
+        "/predict",
         params={"outputs": "probability", "seed": 3},
         content=eye_png,
         headers={"content-type": "application/octet-stream", "accept": "image/png"},
-        timeout=120,
     )
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     assert response.content == base64.b64decode(full_answer["outputs"]["probability"]["png_base64"])
 
@@ -115,37 +122,51 @@ def test_png_answer_with_accept_header(server: ServerProcess, eye_png: bytes, fu
         ({"threshold": 1.5}, "threshold"),
         ({"seed": -1}, "seed"),
         ({"outputs": "mask,secrets"}, "outputs"),
+        ({"outputs": ""}, "outputs"),
         ({"prompts": "1,2,3"}, "prompts"),
-        ({"prompts": "5000,5"}, "prompts"),
+        ({"prompts": "5000,5"}, "prompts"),  # a point off the 160x120 image
     ],
 )
-def test_parameters_beyond_bounds(server: ServerProcess, eye_png: bytes, params: dict, name: str) -> None:
-    response = httpx.post(
-        server.base_url + "/predict", params=params, content=eye_png, headers={"content-type": "image/png"}
-    )
-    assert response.status_code == 422
-    error = response.json()["error"]
-    assert error["code"] == "invalid_parameter"
-    assert f"'{name}'" in error["message"]
+def test_parameters_beyond_bounds(api: TestClient, eye_png: bytes, params: dict, name: str) -> None:
+    error = _assert_error(_predict(api, eye_png, params), 422, "invalid_parameter")
+    assert f"parameter '{name}'" in error["message"], error
 
 
-def test_parameters_at_bounds_and_explicit_prompts(server: ServerProcess, eye_png: bytes) -> None:
-    for params in ({"points": 1, "threshold": 0.0}, {"points": 64, "threshold": 1.0}, {"prompts": "80,60;0,0;159,119"}):
-        response = httpx.post(
-            server.base_url + "/predict",
-            params=params,
-            content=eye_png,
-            headers={"content-type": "image/png"},
-            timeout=120,
-        )
-        assert response.status_code == 200, (params, response.text)
-    assert response.json()["parameters"]["prompts"] == "explicit"
-    assert response.json()["parameters"]["points"] == 3
+class _Recorder:
+    """A per-image function that keeps what each request asked for and answers without inference."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[SegmentRequest, DecodeLimits]] = []
+
+    def __call__(
+        self, segmenter: Segmenter, data: bytes, request: SegmentRequest, limits: DecodeLimits
+    ) -> Segmentation:
+        self.requests.append((request, limits))
+        return canned_segmentation(segmenter, data, request, limits)
 
 
-def test_same_image_same_answer(server: ServerProcess, eye_png: bytes, full_answer: dict) -> None:
-    again = _predict_raw(server, eye_png, ALL_OUTPUTS).json()
-    assert again["outputs"] == full_answer["outputs"]
+def test_parameters_at_bounds_reach_the_model_as_given(segmenter: Segmenter, eye_png: bytes) -> None:
+    recorder = _Recorder()
+    with running_app(SETTINGS, loader_of(segmenter), segment_function=recorder) as running:
+        running.wait_ready()
+        for params in ({"points": 1, "threshold": 0.0, "seed": 0}, {"points": 64, "threshold": 1.0}, {}):
+            response = _predict(running.client, eye_png, params)
+            assert response.status_code == 200, (params, response.text)
+    (low, limits), (high, _), (unset, _) = recorder.requests
+    assert (low.points, low.threshold, low.seed, low.prompts) == (1, 0.0, 0, None)
+    assert (high.points, high.threshold, high.seed) == (64, 1.0, None)
+    assert (unset.points, unset.threshold, unset.seed) == (None, None, None)  # the model's defaults decide
+    assert low.outputs == ("mask",) and low.mask_rle
+    assert limits == SETTINGS.decode_limits
+
+
+def test_explicit_prompts(api: TestClient, eye_png: bytes) -> None:
+    response = _predict(api, eye_png, {"prompts": "80,60;0,0;159,119"})
+    assert response.status_code == 200, response.text
+    assert response.json()["parameters"] == {"points": 3, "threshold": 0.2, "seed": 0, "prompts": "explicit"}
+
+
+CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 @pytest.mark.parametrize(
@@ -165,75 +186,55 @@ def test_same_image_same_answer(server: ServerProcess, eye_png: bytes, full_answ
         ("POST", "/readyz", 405),
     ],
 )
-def test_nothing_but_the_api_and_the_page(server: ServerProcess, method: str, path: str, status: int) -> None:
-    response = httpx.request(method, server.base_url + path)
-    assert response.status_code == status
-    assert response.json()["error"]["code"] in {"not_found", "method_not_allowed"}
-    assert "server" not in response.headers
+def test_nothing_but_the_api_and_the_page(api: TestClient, method: str, path: str, status: int) -> None:
+    error = _assert_error(api.request(method, path), status, CODES[status])
+    assert error["message"] == CODES[status].replace("_", " ")
 
 
-def test_wrong_content_type_and_empty_body(server: ServerProcess, eye_png: bytes) -> None:
-    response = httpx.post(server.base_url + "/predict", content=eye_png, headers={"content-type": "text/plain"})
-    assert response.status_code == 415
-    response = httpx.post(server.base_url + "/predict", content=b"", headers={"content-type": "image/png"})
-    assert response.status_code == 415
-    assert response.json()["error"]["code"] == "unsupported_format"
-    response = httpx.post(server.base_url + "/predict", files={"other": ("x.png", eye_png, "image/png")})
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "missing_image"
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "code"),
+    [
+        ("text/plain", b"\x89PNG\r\n\x1a\n", 415, "unsupported_media_type"),
+        (None, b"\x89PNG\r\n\x1a\n", 415, "unsupported_media_type"),
+        ("image/png", b"", 415, "unsupported_format"),
+    ],
+    ids=["text-plain", "no-content-type", "empty-body"],
+)
+def test_what_is_not_an_image_upload(
+    api: TestClient, content_type: str | None, body: bytes, status: int, code: str
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    _assert_error(api.post("/predict", content=body, headers=headers), status, code)
 
 
-def test_png_accept_needs_one_output(server: ServerProcess, eye_png: bytes) -> None:
-    response = httpx.post(
-        server.base_url + "/predict",
-        params={"outputs": "mask,overlay"},
-        content=eye_png,
-        headers={"content-type": "image/png", "accept": "image/png"},
+def test_a_multipart_body_without_the_image_field(api: TestClient, eye_png: bytes) -> None:
+    response = api.post("/predict", files={"other": ("x.png", eye_png, "image/png")})
+    error = _assert_error(response, 422, "missing_image")
+    assert error["message"] == "multipart body has no file field 'image'"
+
+
+def test_png_accept_needs_one_output(api: TestClient, eye_png: bytes) -> None:
+    response = _predict(api, eye_png, {"outputs": "mask,overlay"}, {"accept": "image/png"})
+    error = _assert_error(response, 406, "not_acceptable")
+    assert error["message"] == "Accept: image/png needs exactly one output"
+
+
+@pytest.mark.parametrize("size", [MAX_BODY + 1, 3 * MAX_BODY])
+def test_a_body_over_the_cap(api: TestClient, size: int) -> None:
+    response = api.post(
+        "/predict", content=b"\x89PNG\r\n\x1a\n" + bytes(size - 8), headers={"content-type": "image/png"}
     )
-    assert response.status_code == 406
+    error = _assert_error(response, 413, "body_too_large")
+    assert error["message"] == f"request body is larger than {MAX_BODY} bytes"
+    assert response.headers["connection"] == "close"
 
 
-def test_readiness_before_and_after_loading(model_dir: Path) -> None:
-    """The real app: /healthz answers and /readyz says loading until the model is there."""
-    release = threading.Event()
-
-    def slow_loader():
-        release.wait(timeout=30)
-        from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
-
-        return load_segmenter(model_dir, LoadOptions(device="cpu", allow_random_weights=True))
-
-    app = create_app(Settings(model_dir=model_dir, allow_random_weights=True), slow_loader)
-    with TestClient(app) as client:
-        assert client.get("/healthz").status_code == 200
-        loading = client.get("/readyz")
-        assert loading.status_code == 503 and loading.json()["error"]["code"] == "model_loading"
-        assert client.post("/predict", content=b"x", headers={"content-type": "image/png"}).status_code == 503
-        release.set()
-        for _ in range(300):
-            if client.get("/readyz").status_code == 200:
-                break
-            threading.Event().wait(0.2)
-        assert client.get("/readyz").json()["status"] == "ready"
-
-
-def test_failed_load_reports_not_ready() -> None:
-    failures = []
-
-    def broken_loader():
-        raise RuntimeError("boom /secret/path")
-
-    app = create_app(Settings(), broken_loader, on_load_failure=lambda: failures.append(True))
-    with TestClient(app) as client:
-        for _ in range(50):
-            if failures:
-                break
-            threading.Event().wait(0.05)
-        response = client.get("/readyz")
-        assert response.status_code == 503
-        assert response.json()["error"]["code"] == "model_failed"
-        assert "secret" not in response.text
-    assert failures == [True]
+def test_a_body_at_the_cap_is_read(api: TestClient) -> None:
+    # Exactly the cap passes the body limit and reaches the decoder, which refuses what is not an image.
+    response = api.post(
+        "/predict", content=b"\x89PNG\r\n\x1a\n" + bytes(MAX_BODY - 8), headers={"content-type": "image/png"}
+    )
+    _assert_error(response, 422, "undecodable_image")
 
 
 def test_http_answer_equals_command_line_files(
@@ -244,20 +245,9 @@ def test_http_answer_equals_command_line_files(
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "eye.png").write_bytes(eye_png)
     out = tmp_path / "out"
-    code = main(
-        [
-            "predict",
-            "--model",
-            str(model_dir),
-            str(tmp_path / "in"),
-            "--out",
-            str(out),
-            "--seed",
-            "3",
-            "--overlay",
-            "--allow-random-weights",
-        ]
-    )
+    # The same variant as the app's model (fp32 on the CPU): the two paths must write the same bytes.
+    arguments = ["predict", "--model", str(model_dir), str(tmp_path / "in"), "--out", str(out), "--seed", "3"]
+    code = main([*arguments, "--overlay", "--allow-random-weights", "--device", "cpu", "--precision", "fp32"])
     assert code == 0
     http_name = {"binary": "mask", "probability": "probability", "uncertainty": "uncertainty", "overlay": "overlay"}
     for kind, name in http_name.items():
