@@ -57,7 +57,7 @@ $(BUILD_VENV)/.done: pyproject.toml
 $(SERVE_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_PY) -m pip install -q --upgrade pip
-	$(SERVE_PY) -m pip install -q -e ".[cpu,serve,trace,test]"
+	$(SERVE_PY) -m pip install -q -e ".[cpu,serve,trace,report,test]"
 	@# the serving environment must not have torch: the runtime is proven torch-free there
 	! $(SERVE_PY) -c "import torch" 2>/dev/null
 	touch $@

@@ -2,6 +2,7 @@
 
     python -m benchmarks.load_test --model DIR [--requests 1000] [--factor 2] [--json OUT]
     python -m benchmarks.load_test --url http://HOST:PORT [--pid PID] ...      # a server already running
+    python -m benchmarks.load_test --model DIR --report docs/load-run.png ...  # with Prometheus, drawn
 
 (from the repository root: the server is started by tests/server_harness.py, as in the tests)
 
@@ -15,6 +16,8 @@ Steps:
    p50/p99 latency of accepted requests (and of the 503s), accepted requests/s held, healthz p50/p99 under
    load, and the server's RSS (/proc/PID/status VmRSS) when ready, after warm-up, at its maximum under load
    and after the load, plus its kernel peak (VmHWM).
+5. With --report: a real Prometheus scraped the server's metrics port every second throughout; the Grafana
+   dashboard's panels are drawn from its range queries over the run into one PNG (benchmarks/report.py).
 Exit status 1 if a requirement fails: a status other than 200/503, a transport error, a 503 without
 Retry-After, a /healthz answer other than 200, or a /healthz p99 over --health-p99-limit-ms.
 A prediction costs seconds of CPU here, so capacity is well under 1 request/s and 1,000 requests at twice
@@ -32,6 +35,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.server_harness import ServerProcess, rss_of, start_server, wait_for_status
+from benchmarks.report import draw_dashboard
+from tests.prometheus_harness import running_prometheus
+from tests.server_harness import ServerProcess, free_port, rss_of, start_server, wait_for_status
 
 MiB = 1024 * 1024
 SERVER_ENV = {"VREYESAM_MAX_CONCURRENCY": "1", "VREYESAM_MAX_QUEUE": "2", "VREYESAM_QUEUE_TIMEOUT_S": "2"}
@@ -344,6 +350,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra environment for the started server (repeatable)",
     )
     parser.add_argument("--json", type=Path, help="write the summary here as JSON")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="PNG",
+        help="with --model: a real Prometheus scrapes the server during the run, and the dashboard's panels are "
+        "drawn from its range queries into this PNG (needs Debian's prometheus and matplotlib)",
+    )
     return parser.parse_args(argv)
 
 
@@ -356,16 +369,29 @@ def main(argv: list[str] | None = None) -> int:
     body = tiny_png(args.width, args.height)
     workdir = Path(tempfile.mkdtemp(prefix="vreyesam-load-"))
     server: ServerProcess | None = None
+    metrics_port = free_port() if args.report else 0
     if args.model is not None:
-        extra = {**SERVER_ENV, **dict(item.split("=", 1) for item in args.server_env)}
+        extra = {
+            **SERVER_ENV,
+            "VREYESAM_METRICS_PORT": str(metrics_port),
+            **dict(item.split("=", 1) for item in args.server_env),
+        }
         server = start_server(args.model, workdir / "server.log", "--allow-random-weights", env=extra)
         url, pid = server.base_url, server.pid
+    elif args.report:
+        raise SystemExit("--report needs --model: the run starts the server it scrapes")
     else:
         url, pid = args.url.rstrip("/"), args.pid
+    scraping = ExitStack()
     sampler = RssSampler(pid)
     sampler.start()
     exit_code: int | None = None
+    report: Path | None = None
     try:
+        prometheus = None
+        if args.report:
+            targets = {f"127.0.0.1:{metrics_port}": {"namespace": "vreyesam", "app_kubernetes_io_component": "server"}}
+            prometheus = scraping.enter_context(running_prometheus(workdir / "prometheus", targets, interval_s=1.0))
         if server is not None:
             server.wait_until("/readyz", 200, args.ready_timeout)
         else:
@@ -382,13 +408,19 @@ def main(argv: list[str] | None = None) -> int:
             f"(~{args.requests / rate:.0f} s)",
             flush=True,
         )
+        load_started = time.time()
         load = drive_load(url, body, args.points, rate, args.requests, args.health_interval)
         rss["load_max"] = sampler.mark()
         time.sleep(2.5)  # the queue timeout is 2 s: let the last accepted request finish
         rss["after"] = rss_bytes(pid)
         rss["peak_vmhwm"] = rss_bytes(pid, "VmHWM")
+        if prometheus is not None:
+            prometheus.wait_for_scrape_after(time.time())
+            title = f"load run: {args.requests} requests at {rate:.2f}/s (capacity {capacity:.2f}/s)"
+            report = draw_dashboard(prometheus, load_started - 5, time.time(), args.report, title=title)
     finally:
         sampler.stopped.set()
+        scraping.close()
         exit_code = server.stop() if server is not None else None
     summary = summarize(args, capacity, capacity_latencies, rate, load, rss)
     summary["server_exit_code"] = exit_code
@@ -397,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary)
     if server is not None:
         print(f"server log: {server.log_path}")
+    if report is not None:
+        print(f"dashboard panels over the run: {report}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 1 if summary["failures"] else 0
