@@ -433,6 +433,36 @@ def test_a_key_and_a_busy_server_read_as_sentences(chromium: webdriver.Chrome, m
         assert visit.text("used").startswith("4 sampled prompts")
 
 
+def test_a_prediction_can_be_cancelled_and_a_bad_answer_is_not_called_unreachable(visit: Visit, tmp_path: Path) -> None:
+    _, large, _ = synth.generate(seed=5, n=1, width=1024, height=768, mode="nir")[0]
+    slow = tmp_path / "large-eye.png"
+    slow.write_bytes(render.encode_png(large))
+    visit.choose_file(slow)
+    visit.set_field("points", 16)
+    visit.wait(lambda: visit.element("segment").is_enabled(), "the Segment button")
+    visit.element("segment").click()
+    visit.wait(lambda: visit.shown("cancel"), "the Cancel button while the request is in flight")
+    visit.element("cancel").click()
+    visit.wait(visit._answered, "the cancelled request's end")
+    assert visit.text("status") == "Cancelled." and not visit.shown("message")
+    assert visit.element("status").get_attribute("role") == "status"  # announced politely, not as an alert
+    assert not visit.shown("cancel") and visit.element("segment").is_enabled()
+
+    # A 200 whose body this page cannot show (as a proxy rewriting answers might give): the fetch in the page
+    # answers so for /predict only; the page must say the server answered, not that it is unreachable.
+    visit.driver.execute_script(
+        """const original = window.fetch;
+        window.fetch = async (url, init) => String(url).startsWith("predict")
+          ? new Response('{"outputs": {}}', {status: 200, headers: {"Content-Type": "application/json"}})
+          : original(url, init);"""
+    )
+    visit.set_field("points", 1)
+    visit.segment()
+    assert (
+        visit.error() == "The server answered, but this page could not show the result. Reload the page and try again."
+    )
+
+
 def test_no_page_when_it_is_turned_off(chromium: webdriver.Chrome, model_dir: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with ready_server(model_dir, log, "--allow-random-weights", env={"VREYESAM_PAGE": "0"}) as server:
