@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
-import subprocess
-import sys
 import zipfile
 import zlib
 from collections.abc import Callable
