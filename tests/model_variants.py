@@ -31,9 +31,9 @@ def with_procedure_defaults(source: Path, out: Path, *, points: int, threshold: 
     golden_file = out / manifest["artifacts"][GOLDEN]["file"]
     sample = load_golden(golden_file.read_bytes())
     fitted_hw = fit_image(sample.image, manifest["preprocessing"]["fit_size"]).shape[:2]
-    binary = numpy_procedure.maps(
-        sample.low_res_logits, sample.scores, fitted_hw, sample.image.shape[:2], threshold
-    )["binary"]
+    binary = numpy_procedure.maps(sample.low_res_logits, sample.scores, fitted_hw, sample.image.shape[:2], threshold)[
+        "binary"
+    ]
     golden_file.unlink()
     save_golden(golden_file, dataclasses.replace(sample, binary=binary))
     manifest["artifacts"][GOLDEN].update(sha256=sha256_hex(golden_file), bytes=golden_file.stat().st_size)
