@@ -132,7 +132,7 @@ test-serving: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done browser-deps
 # the stage's scratch, so that Ray's default folder (<RAY_TMPDIR>/ray, else <TMPDIR>/ray, else /tmp/ray) is
 # never the machine's; each cluster keeps its files, Ray's address file included, in its test's folder
 # (tests/runtime/cluster/ray_cluster.py), and the room's conftest.py fails the run if a default folder changed.
-test-ray: $(TEST_MODEL)/manifest.json $(RAY_VENV)/.done
+test-ray: $(TEST_MODEL)/manifest.json $(RAY_VENV)/.done browser-deps
 	$(call fresh_scratch,ray)
 	TMPDIR=$(SCRATCH)/ray RAY_TMPDIR=$(SCRATCH)/ray VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) \
 	  $(RAY_PY) -m pytest --basetemp=$(SCRATCH)/ray/t tests/runtime/cluster tests/test_cli.py

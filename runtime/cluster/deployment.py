@@ -28,6 +28,7 @@ from ray import serve
 from ray.serve.config import BackpressureConfig
 
 from vreyesam.runtime.cluster.connect import StartupRefused
+from vreyesam.runtime.cluster.metrics import RayRecorder
 from vreyesam.runtime.cluster.resources import actor_settings, reserved, without_secrets
 from vreyesam.runtime.http.errors import RETRY_AFTER_S
 from vreyesam.runtime.http.logs import configure_logging
@@ -56,13 +57,16 @@ class Replica:
         except server.StartupError as exc:
             raise StartupRefused(str(exc)) from None
         # A failed load is reported by check_health (Ray replaces the replica), not by stopping the process.
-        self._app = server.build_app(settings, files, on_load_failure=lambda: None)
+        # Its metrics go through Ray's, exported by each node (cluster/metrics.py).
+        self._recorder = RayRecorder()
+        self._app = server.build_app(settings, files, on_load_failure=lambda: None, recorder=self._recorder)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app
 
     async def check_health(self) -> None:
         """Ready when the model is loaded and passed its self-test; the first check waits for the load."""
+        self._recorder.refresh()
         model = self._app.state.edge.model
         deadline = time.monotonic() + LOAD_TIMEOUT_S
         while model.segmenter is None and not model.failed and time.monotonic() < deadline:

@@ -68,13 +68,16 @@ def preflight(settings: Settings) -> ModelFiles:
     return files
 
 
-def build_app(settings: Settings, files: ModelFiles, on_load_failure: Callable[[], None]) -> FastAPI:
-    """The app over verified files; the loader builds its graphs from their bytes (then freed)."""
+def build_app(
+    settings: Settings, files: ModelFiles, on_load_failure: Callable[[], None], recorder: Recorder | None = None
+) -> FastAPI:
+    """The app over verified files; the loader builds its graphs from their bytes (then freed). `recorder`:
+    where the metrics go (default: this process's Prometheus registry, see `create_app`)."""
 
     def load() -> Segmenter:
         return segmenter_from_files(files, load_options(settings))
 
-    return create_app(settings, load, on_load_failure=on_load_failure)
+    return create_app(settings, load, on_load_failure=on_load_failure, recorder=recorder)
 
 
 def _stop_this_process() -> None:

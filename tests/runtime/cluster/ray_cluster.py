@@ -36,6 +36,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import vreyesam.runtime.cluster  # noqa: F401  (switches on token authentication before ray is imported)
+from tests.server_harness import free_port
 from vreyesam.runtime.cluster.connect import node_environment
 from vreyesam.runtime.settings import load_settings
 
@@ -82,16 +83,20 @@ def node_sockets(temp_dir: Path, index: int) -> dict[str, str]:
 
 
 class ScratchCluster(Cluster):
-    """Ray's test cluster, every node of which has its sockets in <folder>/s/ (see `node_sockets`)."""
+    """Ray's test cluster, every node of which has its sockets in <folder>/s/ (see `node_sockets`) and its
+    metrics exported on a port of its own (`metrics_ports`, as a scrape job would find them)."""
 
     def __init__(self, folder: Path, **cluster_args) -> None:
         self.folder = folder
         self._nodes_added = 0
+        self.metrics_ports: list[int] = []
         super().__init__(**cluster_args)
 
     def add_node(self, wait: bool = True, **node_args) -> ray._private.node.Node:
         sockets = node_sockets(self.folder, self._nodes_added)
         self._nodes_added += 1
+        node_args.setdefault("metrics_export_port", free_port())
+        self.metrics_ports.append(node_args["metrics_export_port"])
         return super().add_node(wait, **{**sockets, **node_args})
 
 

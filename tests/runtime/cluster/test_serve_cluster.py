@@ -21,9 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 pytest.importorskip("ray")
 
+from tests import prometheus_harness
 from tests.reliability import corpus
 from tests.reliability.http_checks import assert_clean_error
 from tests.reliability.test_bad_inputs import MULTIPART_CASES, RAW_CASES
@@ -44,6 +46,7 @@ SETTINGS = {
     "VREYESAM_MAX_QUEUE": "2",
 }
 MAX_BODY = int(SHARED_SERVER_LIMITS["VREYESAM_MAX_BODY_BYTES"])
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +107,43 @@ def test_two_replicas_answer_predict_like_the_plain_server(
         for field in ("image", "model", "parameters", "statistics", "outputs"):
             assert answer[field] == reference[field], field  # the mask, as PNG and RLE, and every other output
         assert base64.b64decode(answer["outputs"]["mask"]["png_base64"])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_replicas_metrics_reach_prometheus_as_the_plain_servers_do(
+    nodes: TwoNodes, cluster_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Through Ray's metrics export on each node and deploy/prometheus's Ray scrape job (its metric
+    relabelling, on the nodes' export ports instead of Kubernetes' pods), a real Prometheus sees the replicas'
+    figures under the plain server's names."""
+    if not prometheus_harness.available():
+        pytest.skip("Debian's prometheus is not installed")
+    image = corpus.png(96, 72)
+    for _ in range(2):
+        answer = httpx.post(
+            cluster_server.base_url + "/predict", params={"points": 2}, content=image,
+            headers={"content-type": "image/png"}, timeout=120,
+        )  # fmt: skip
+        assert answer.status_code == 200
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "scrape-config.yaml").read_text())
+    job = next(job for job in config["scrape_configs"] if job["job_name"] == "vreyesam-ray")
+    targets = [f"127.0.0.1:{port}" for port in nodes.cluster.metrics_ports]
+    scrape = {
+        "job_name": job["job_name"],
+        "static_configs": [{"targets": targets, "labels": {"namespace": "vreyesam"}}],
+        "metric_relabel_configs": job["metric_relabel_configs"],
+    }
+    with prometheus_harness.running_prometheus(
+        tmp_path / "prometheus", config={"global": {"scrape_interval": "1s"}, "scrape_configs": [scrape]}
+    ) as prom:
+        query = 'sum(vreyesam_requests_total{route="predict",outcome="ok"})'
+        deadline = time.monotonic() + 120  # Ray reports its processes' metrics to the node every few seconds
+        while (prom.value(query) or 0) < 2:
+            assert time.monotonic() < deadline, prom.query('{__name__=~".*vreyesam.*"}')[:5]
+            time.sleep(1)
+        names = sorted({row["metric"]["__name__"] for row in prom.query('{__name__=~"vreyesam_.+"}')})
+        assert prom.value("sum(vreyesam_model_ready)") == 2, names  # both replicas
+        assert prom.value('sum(vreyesam_stage_duration_seconds_count{stage="encoder"})') >= 2
+        assert not prom.query('{__name__=~"ray_vreyesam_.+"}')  # renamed, none left under Ray's prefix
 
 
 @pytest.mark.parametrize(
