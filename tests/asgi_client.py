@@ -16,11 +16,14 @@ ASGIApp = Callable[
 ]
 
 
-def exchange(app: ASGIApp, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[list[Message], int, dict]:
-    """(messages `app` sent, chunks it read, the request's scope) for one HTTP request with these headers."""
+def exchange(
+    app: ASGIApp, headers: list[tuple[bytes, bytes]], chunks: list[bytes], *, complete: bool = True
+) -> tuple[list[Message], int, dict]:
+    """(messages `app` sent, chunks it read, the request's scope) for one HTTP request with these headers;
+    `complete=False`: the client stalls after its chunks, before the end of its body."""
     sent: list[Message] = []
     pending = [
-        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1 or not complete}
         for index, chunk in enumerate(chunks)
     ]
     consumed = 0

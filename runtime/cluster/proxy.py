@@ -8,7 +8,10 @@ the bytes arrive:
 - a declared Content-Length over the cap: 413 at once (the http room's `BodyLimitMiddleware`, which drains
   what the client sends first so that every client reads the answer);
 - no Content-Length (chunked): the body is read here up to the cap, then handed on; one byte more is a 413.
-So per connection the proxy holds at most the cap, and the replica never sees an oversized body.
+So per connection the proxy holds at most the cap, and the replica never sees an oversized body. As in one
+server, all bodies in flight share the node's budget (VREYESAM_BODY_BUDGET_BYTES: a chunked body reserves
+the cap while it is read here, then its size; one that does not fit is refused with 503 and Retry-After),
+and a body must arrive within VREYESAM_BODY_TIMEOUT_S (else 408).
 
 The proxy also answers some requests itself, in plain text: backpressure (503 or 429 with Retry-After when
 every replica and the queue are full), no replica yet, a timeout; a request whose replica died gets no
@@ -18,13 +21,30 @@ error shape whether it talks to `vreyesam serve` or to the cluster. Answers of t
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vreyesam.runtime.http.admission import Overloaded
-from vreyesam.runtime.http.body_limit import DRAIN_BYTES, DRAIN_IDLE_S, BodyLimitMiddleware, drain, send_error
-from vreyesam.runtime.http.errors import RETRY_AFTER_S, ErrorAnswer, body_too_large, error_answer, unavailable
+from vreyesam.runtime.http.body_limit import (
+    DRAIN_BYTES,
+    DRAIN_IDLE_S,
+    BodyBudget,
+    BodyLimitMiddleware,
+    drain,
+    send_error,
+)
+from vreyesam.runtime.http.errors import (
+    RETRY_AFTER_S,
+    ErrorAnswer,
+    body_too_large,
+    body_too_slow,
+    error_answer,
+    unavailable,
+    uploads_busy,
+)
 from vreyesam.runtime.settings import load_settings
 
 CALLBACK_VARIABLE = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
@@ -33,8 +53,16 @@ _APP_TYPES = (b"application/json", b"image/png")  # what the app answers with; a
 
 
 def middlewares() -> list[Middleware]:
-    """Ray's proxy callback: the gate, with the cap of this node's environment."""
-    return [Middleware(ProxyGate, max_body_bytes=load_settings().max_body_bytes)]
+    """Ray's proxy callback: the gate, with the cap, budget and deadline of this node's environment."""
+    settings = load_settings()
+    return [
+        Middleware(
+            ProxyGate,
+            max_body_bytes=settings.max_body_bytes,
+            budget_bytes=settings.body_budget_bytes,
+            body_timeout_s=settings.body_timeout_s,
+        )
+    ]
 
 
 def proxy_answer(status: int, headers: dict[bytes, bytes]) -> ErrorAnswer:
@@ -79,13 +107,27 @@ class _AnswerShaper:
 
 class ProxyGate:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, drain_bytes: int = DRAIN_BYTES, drain_idle_s: float = DRAIN_IDLE_S
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        budget_bytes: int | None = None,
+        body_timeout_s: float | None = None,
+        drain_bytes: int = DRAIN_BYTES,
+        drain_idle_s: float = DRAIN_IDLE_S,
     ) -> None:
         self.max_body_bytes = max_body_bytes
+        self.budget = BodyBudget(budget_bytes or max_body_bytes * 64)
+        self.body_timeout_s = body_timeout_s
         self._drain = (drain_bytes, drain_idle_s)
         # Declared lengths: refused before any byte is read; within them the count cannot be exceeded.
         self.app = BodyLimitMiddleware(
-            app, max_body_bytes=max_body_bytes, drain_bytes=drain_bytes, drain_idle_s=drain_idle_s
+            app,
+            max_body_bytes=max_body_bytes,
+            budget=self.budget,
+            body_timeout_s=body_timeout_s,
+            drain_bytes=drain_bytes,
+            drain_idle_s=drain_idle_s,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,27 +136,45 @@ class ProxyGate:
             return
         shaper = _AnswerShaper(send)
         if b"content-length" not in dict(scope["headers"]):
-            buffered = await self._read_capped(receive)
-            if buffered is None:
-                await send_error(send, body_too_large(self.max_body_bytes))
+            # Read here within the cap's reservation, then handed on with its length declared (the middleware
+            # reserves that size in turn).
+            if not self.budget.reserve(self.max_body_bytes):
+                await drain(receive, *self._drain)
+                await send_error(send, uploads_busy())
                 return
+            try:
+                buffered = await self._read_capped(receive)
+            finally:
+                self.budget.release(self.max_body_bytes)
+            if isinstance(buffered, ErrorAnswer):
+                await send_error(send, buffered)
+                return
+            size = sum(len(message.get("body", b"")) for message in buffered)
+            headers = [(k, v) for k, v in scope["headers"] if k not in (b"transfer-encoding", b"content-length")]
+            scope["headers"] = [*headers, (b"content-length", b"%d" % size)]
             receive = _replay(buffered, receive)
         await self.app(scope, receive, shaper)
         await shaper.no_answer()
 
-    async def _read_capped(self, receive: Receive) -> list[Message] | None:
-        """The body's messages, read here up to the cap; None (after draining the rest) when it is larger."""
+    async def _read_capped(self, receive: Receive) -> list[Message] | ErrorAnswer:
+        """The body's messages, read here up to the cap and within the deadline; else the answer refusing it
+        (after draining the rest of an oversized body)."""
         messages: list[Message] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = None if self.body_timeout_s is None else loop.time() + self.body_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), None if deadline is None else deadline - loop.time())
+            except TimeoutError:
+                return body_too_slow(self.body_timeout_s or 0.0)
             messages.append(message)
             if message["type"] != "http.request":
                 return messages  # the client left: the app sees the disconnect
             size += len(message.get("body", b""))
             if size > self.max_body_bytes:
                 await drain(receive, *self._drain)
-                return None
+                return body_too_large(self.max_body_bytes)
             if not message.get("more_body", False):
                 return messages
 

@@ -103,6 +103,32 @@ def test_no_answer_from_the_proxy_is_a_503_to_retry() -> None:
 
 def test_the_callback_ray_calls_gives_the_gate_with_the_environments_cap(monkeypatch) -> None:
     monkeypatch.setenv("VREYESAM_MAX_BODY_BYTES", "1234")
+    monkeypatch.setenv("VREYESAM_BODY_BUDGET_BYTES", "5000")
+    monkeypatch.setenv("VREYESAM_BODY_TIMEOUT_S", "7")
     (gate,) = middlewares()
-    assert gate.cls is ProxyGate and gate.kwargs == {"max_body_bytes": 1234}
+    assert gate.cls is ProxyGate
+    assert gate.kwargs == {"max_body_bytes": 1234, "budget_bytes": 5000, "body_timeout_s": 7.0}
     assert CALLBACK == "vreyesam.runtime.cluster.proxy:middlewares"
+
+
+def test_bodies_beyond_the_budget_are_refused_before_they_are_read() -> None:
+    gate = ProxyGate(OK_APP, max_body_bytes=CAP, budget_bytes=CAP, drain_idle_s=0.2)
+    assert gate.budget.reserve(CAP)  # another upload holds the whole budget
+    for headers in ([(b"content-length", b"10")], [(b"transfer-encoding", b"chunked")]):
+        sent, _, scope = exchange(gate, headers, [b"x" * 10])
+        status, answer_headers, body = _answer(sent)
+        assert status == 503 and answer_headers[b"retry-after"] == b"1" and "received" not in scope
+        assert json.loads(body)["error"]["code"] == "overloaded"
+    gate.budget.release(CAP)
+    sent, _, scope = exchange(gate, [(b"transfer-encoding", b"chunked")], [b"x" * 10])
+    assert _answer(sent)[0] == 200 and scope["received"] == 10 and gate.budget.held_bytes == 0
+
+
+def test_a_body_that_stalls_is_answered_408_at_the_deadline() -> None:
+    gate = ProxyGate(OK_APP, max_body_bytes=CAP, body_timeout_s=0.2, drain_idle_s=0.2)
+    for headers in ([(b"content-length", b"500")], [(b"transfer-encoding", b"chunked")]):
+        # Part of a longer body, then nothing: the scripted client waits, as a stalled one does.
+        sent, _, _ = exchange(gate, headers, [b"x" * 100, b"x" * 100], complete=False)
+        status, _, body = _answer(sent)
+        assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
+    assert gate.budget.held_bytes == 0

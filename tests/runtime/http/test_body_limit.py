@@ -20,7 +20,7 @@ import pytest
 
 from tests.asgi_client import body_size, exchange
 from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess
-from vreyesam.runtime.http.body_limit import BodyLimitMiddleware
+from vreyesam.runtime.http.body_limit import BodyBudget, BodyLimitMiddleware
 
 CAP = 1000
 Message = dict[str, Any]
@@ -45,6 +45,41 @@ def _status_and_error(sent: list[Message]) -> tuple[int, dict[str, Any] | None]:
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], (json.loads(body)["error"] if start["status"] != 200 else None)
+
+
+def test_each_body_reserves_its_length_from_the_budget_while_its_request_runs() -> None:
+    budget = BodyBudget(2 * CAP)
+    seen: list[tuple[int, int]] = []
+
+    async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+        seen.append((budget.bodies, budget.held_bytes))  # while the request runs
+        await _echo_length(scope, receive, send)
+
+    middleware = BodyLimitMiddleware(app, max_body_bytes=CAP, budget=budget, drain_idle_s=0.2)
+    sent, _, _ = exchange(middleware, [(b"content-length", b"600")], [b"x" * 600])
+    assert _status_and_error(sent)[0] == 200 and seen == [(1, 600)]
+    sent, _, _ = exchange(middleware, [(b"transfer-encoding", b"chunked")], [b"x" * 10])
+    assert _status_and_error(sent)[0] == 200 and seen[-1] == (1, CAP)  # a chunked body reserves the cap
+    assert (budget.bodies, budget.held_bytes) == (0, 0)  # given back
+
+
+def test_a_body_that_does_not_fit_the_budget_is_refused_unread() -> None:
+    budget = BodyBudget(CAP)
+    assert budget.reserve(700)  # held by another upload
+    middleware = BodyLimitMiddleware(_echo_length, max_body_bytes=CAP, budget=budget, drain_idle_s=0.2)
+    sent, _, scope = exchange(middleware, [(b"content-length", b"400")], [b"x" * 400])
+    status, error = _status_and_error(sent)
+    assert status == 503 and error == {"code": "overloaded", "message": error["message"]}
+    assert dict(next(m for m in sent if m["type"] == "http.response.start")["headers"])[b"retry-after"] == b"1"
+    assert scope["state"]["outcome"] == "overloaded" and budget.held_bytes == 700
+
+
+def test_a_body_that_stalls_gets_408_at_the_deadline() -> None:
+    middleware = BodyLimitMiddleware(_echo_length, max_body_bytes=CAP, body_timeout_s=0.2, drain_idle_s=0.2)
+    sent, _, scope = exchange(middleware, [(b"content-length", b"500")], [b"x" * 100], complete=False)
+    status, error = _status_and_error(sent)
+    assert status == 408 and error is not None and error["code"] == "request_timeout"
+    assert scope["state"]["outcome"] == "timeout"
 
 
 def test_a_body_within_the_cap_passes() -> None:
