@@ -306,7 +306,7 @@ do_model_from_dir() { # a model directory on disk -> a model image (FROM scratch
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # Image config -> NUL-separated "KEY=VALUE" env entries, then the command, for a faithful chroot run.
-image_config() { # image_config IMAGE FIELD(env|cmd|user|workdir)
+image_config() { # image_config IMAGE FIELD(env|cmd|user|workdir|ports)
     B inspect --type image "$1" | python3 -c '
 import json, sys
 cfg = json.load(sys.stdin)["Docker"]["config"]
@@ -315,6 +315,8 @@ if field == "env":
     sys.stdout.write("".join(e + "\0" for e in cfg.get("Env") or []))
 elif field == "cmd":
     sys.stdout.write("".join(a + "\0" for a in (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])))
+elif field == "ports":
+    print(" ".join(sorted(cfg.get("ExposedPorts") or {})))
 else:
     print({"user": cfg.get("User") or "0", "workdir": cfg.get("WorkingDir") or "/"}[field])
 ' "$2"
@@ -427,6 +429,8 @@ smoke_space() { # smoke_space IMAGE CANARY KEY: the Space image built with VREYE
     m=$(B mount "$c")
     smoke_static "$image" "$m"
     sealed_static "$image" "$m"
+    # A Space routes its app_port only: the image exposes the API's port and not the metrics port.
+    [[ $(image_config "$image" ports) == "7860/tcp" ]] || die "$image: exposes $(image_config "$image" ports)"
     refuses_without_key "$image" "$m"
     SERVE_ENV=("VREYESAM_MODEL_KEY=$key")
     smoke_run "$image" "$m"
