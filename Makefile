@@ -102,14 +102,22 @@ demo: $(DEMO_DIR)/manifest.json $(SERVE_VENV)/.done
 	@echo "DEMO: serving a model with RANDOM weights (SAM2 Hiera-S, seed 0) - not the VREyeSAM model."
 	VREYESAM_ALLOW_RANDOM_WEIGHTS=1 $(SERVE_VENV)/bin/vreyesam serve --model $(DEMO_DIR) --host $(HOST) --port $(PORT)
 
-# The test model is exported once by the builder environment and reused until what the export runs changes.
-$(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(EXPORT_INPUTS)
+# The test model is exported once by the builder environment and reused until what the export runs changes,
+# signed (model.sig) with a key pair made for the tests (build-out/test-signing.key, .pub).
+TEST_SIGNING_KEY := build-out/test-signing
+$(TEST_SIGNING_KEY).key: $(BUILD_VENV)/.done
+	rm -f $(TEST_SIGNING_KEY).key $(TEST_SIGNING_KEY).pub
+	$(BUILD_VENV)/bin/vreyesam export --new-signing-key $(TEST_SIGNING_KEY)
+
+$(TEST_MODEL)/manifest.json: $(BUILD_VENV)/.done $(EXPORT_INPUTS) $(TEST_SIGNING_KEY).key
 	$(call fresh_scratch,export)
-	TMPDIR=$(SCRATCH)/export $(BUILD_VENV)/bin/vreyesam export --out $(TEST_MODEL) --random-weights --seed 0 --force
+	TMPDIR=$(SCRATCH)/export $(BUILD_VENV)/bin/vreyesam export --out $(TEST_MODEL) --random-weights --seed 0 --force \
+	  --sign-key $(TEST_SIGNING_KEY).key
 
 test-builder: $(TEST_MODEL)/manifest.json
 	$(call fresh_scratch,builder)
 	TMPDIR=$(SCRATCH)/builder VREYESAM_TEST_MODEL_DIR=$(TEST_MODEL) VREYESAM_TEST_REQUIRE_TORCH=1 \
+	  VREYESAM_TEST_MODEL_PUBLIC_KEY=$(CURDIR)/$(TEST_SIGNING_KEY).pub \
 	  $(BUILD_PY) -m pytest tests/export tests/benchmarks
 
 # The serving stage includes the page's browser tests (pytest marker `browser`: headless Chromium driven by

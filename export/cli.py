@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from vreyesam.export import weights
+from vreyesam.export import signing, weights
 from vreyesam.export.builder import ExportError, ExportRequest, export_model
 from vreyesam.runtime import surface
 
@@ -46,6 +46,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="secret file with a 32-byte key as hex or base64 (create one: vreyesam export --new-key FILE)",
     )
     parser.add_argument("--new-key", type=Path, metavar="FILE", help="write a new random key to FILE (0600) and exit")
+    parser.add_argument(
+        "--sign-key",
+        type=Path,
+        metavar="FILE",
+        help="sign the model directory with this ECDSA private key (a secret file, PEM): model.sig inside it",
+    )
+    parser.add_argument(
+        "--new-signing-key",
+        type=Path,
+        metavar="PREFIX",
+        help="write a new ECDSA P-256 key pair to PREFIX.key (0600) and PREFIX.pub, and exit",
+    )
 
 
 def _new_key(path: Path) -> int:
@@ -56,6 +68,17 @@ def _new_key(path: Path) -> int:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(surface.new_key_text() + "\n")
     print(f"wrote a new model key to {path}")
+    return 0
+
+
+def _new_signing_key(prefix: Path) -> int:
+    private, public = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
+    try:
+        signing.new_key_pair(private, public)
+    except signing.SigningError as exc:
+        print(f"vreyesam export: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote a new signing key to {private} (keep it secret) and its public key to {public}")
     return 0
 
 
@@ -79,11 +102,15 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("vreyesam").setLevel(logging.INFO)
     if args.new_key is not None:
         return _new_key(args.new_key)
+    if args.new_signing_key is not None:
+        return _new_signing_key(args.new_signing_key)
     try:
         if args.out is None:
             raise ExportError("--out DIR is required")
         key = _encryption_key(args)
-    except ExportError as exc:
+        if args.sign_key is not None:
+            signing.check_private_key(args.sign_key)  # before minutes of exporting
+    except (ExportError, signing.SigningError) as exc:
         print(f"vreyesam export: error: {exc}", file=sys.stderr)
         return 1
     request = ExportRequest(
@@ -103,6 +130,14 @@ def run(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"vreyesam export: error: {exc}", file=sys.stderr)
         return 1
+    if args.sign_key is not None:
+        try:
+            signature = signing.sign_directory(args.out, args.sign_key)
+        except (signing.SigningError, OSError) as exc:
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"vreyesam export: error: the model directory could not be signed: {message}", file=sys.stderr)
+            return 1
+        print(f"signed the model directory: {signature.name}")
     worst = manifest.fidelity.worst
     figures = (
         f"final mask IoU >= {worst.final_mask_iou:.4f}, logits relative error <= {worst.logits_relative_error:.1e}"

@@ -249,12 +249,20 @@ def manifest_from_dict(raw: dict[str, Any]) -> Manifest:
 
 
 def read_manifest(model_dir: Path) -> Manifest:
-    path = model_dir / MANIFEST_NAME
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = (model_dir / MANIFEST_NAME).read_bytes()
     except FileNotFoundError as exc:
         raise ManifestError("model directory has no manifest") from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise ManifestError("manifest is unreadable") from exc
+    return parse_manifest(data)
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """A manifest from its file's bytes (as read once, e.g. when its signature was checked)."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except ValueError as exc:
         raise ManifestError("manifest is unreadable") from exc
     if not isinstance(raw, dict):
         raise ManifestError("manifest is malformed")

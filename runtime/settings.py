@@ -66,6 +66,10 @@ class Settings:
     api_keys_file: Path | None = None  # VREYESAM_API_KEYS_FILE: one key per line; unset = no auth
     model_key_file: Path | None = None  # VREYESAM_MODEL_KEY_FILE: key of an encrypted model (a secret file)
     model_key: str | None = field(default=None, repr=False)  # VREYESAM_MODEL_KEY: the key itself, if no file
+    # Signed model directories: the public key the directory must be signed with (read-only, never writable
+    # by whoever writes the model); unset: the signature is not checked (and /readyz says "signed": false).
+    model_public_key_file: Path | None = None  # VREYESAM_MODEL_PUBLIC_KEY_FILE
+    model_signature_file: Path | None = None  # VREYESAM_MODEL_SIGNATURE_FILE: default model.sig in the directory
     shutdown_timeout_s: float = 30.0  # VREYESAM_SHUTDOWN_TIMEOUT_S: grace for in-flight requests on SIGTERM
     log_level: str = "info"  # VREYESAM_LOG_LEVEL
     hf_token_file: Path | None = None  # VREYESAM_HF_TOKEN_FILE: the exporter's Hub token (a secret file)

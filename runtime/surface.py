@@ -20,12 +20,14 @@ from vreyesam.runtime.model.loader import LoadOptions, build_segmenter, load_seg
 from vreyesam.runtime.model.preprocess import fit_image
 from vreyesam.runtime.model.procedure import sample_points, to_model_frame
 from vreyesam.runtime.model.segmenter import PredictOptions, PreparedImage, Segmenter
+from vreyesam.runtime.model.signature import SIGNATURE_NAME
 from vreyesam.runtime.model.variants import REDUCED_GRAPHS, Choice
 from vreyesam.runtime.tools.synth import generate as synthetic_eyes
 
 __all__ = [
     "CPU_PROVIDER",
     "REDUCED_GRAPHS",
+    "SIGNATURE_NAME",
     "Choice",
     "GoldenMismatch",
     "GoldenSample",

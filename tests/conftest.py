@@ -25,6 +25,8 @@ if importlib.util.find_spec("vreyesam.runtime") is not None:
 from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess, ready_server
 
 MODEL_DIR_ENV = "VREYESAM_TEST_MODEL_DIR"
+# The public key the test model was signed with at export (make test signs it), when it was.
+MODEL_PUBLIC_KEY_ENV = "VREYESAM_TEST_MODEL_PUBLIC_KEY"
 RANDOM_SEED = 0
 HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("sam2") is not None
 
@@ -33,7 +35,10 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.fin
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings come from the environment: no test sees another's or the developer's variables."""
     for name in list(os.environ):
-        if (name.startswith("VREYESAM_") and name != MODEL_DIR_ENV) or name in {"HF_TOKEN", "PORT"}:
+        if (name.startswith("VREYESAM_") and name not in {MODEL_DIR_ENV, MODEL_PUBLIC_KEY_ENV}) or name in {
+            "HF_TOKEN",
+            "PORT",
+        }:
             monkeypatch.delenv(name)
     yield
 

@@ -56,6 +56,8 @@ def readyz(request: Request) -> JSONResponse:
                 "random_weights": manifest.source.random_weights,
                 **({"refused_variants": segmenter.refused} if segmenter.refused else {}),
             },
+            # Whether the model directory's signature was checked against a configured key at start.
+            "signed": _edge(request).settings.model_public_key_file is not None,
             # What /predict does when a parameter is not given (the page shows them): the model's own.
             "defaults": {"points": defaults.points, "threshold": defaults.threshold, "seed": defaults.seed},
         }

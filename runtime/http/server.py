@@ -60,11 +60,16 @@ def preflight(settings: Settings) -> ModelFiles:
         raise StartupError("model directory not found")
     try:
         require_limits(settings.decode_limits)
-        files = verified_files(settings.model_dir, load_options(settings))
+        options = load_options(settings)
+        files = verified_files(settings.model_dir, options)
         if settings.api_keys_file is not None:
             ApiKeys.from_file(settings.api_keys_file)
     except (OpenCvLimitsError, ModelLoadError, SettingsError, ApiKeyError) as exc:
         raise StartupError(str(exc)) from None
+    if options.trust is not None:
+        log.info("model directory signature verified (key %s)", options.trust.key_id)
+    else:
+        log.warning("no VREYESAM_MODEL_PUBLIC_KEY_FILE: the model directory's signature is not checked")
     return files
 
 

@@ -2,7 +2,10 @@
 
 Each file is read exactly once; its size and sha256 are checked on those bytes, and those same bytes (or
 their decryption) are what the engines are built from, so nothing can change between the check and the
-use. The plaintext of an encrypted graph exists only in memory.
+use. The plaintext of an encrypted graph exists only in memory. With a public key configured (`Trust`),
+the whole directory is first checked against its signature (`signature.verify_directory`), and the
+manifest is parsed from the very bytes that were checked: a manifest rewritten to match altered files no
+longer passes for the original.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from vreyesam.runtime.manifest import (
     GRAPH_ROLES,
     Manifest,
     ManifestError,
+    parse_manifest,
     read_manifest,
     sha256_hex,
 )
 from vreyesam.runtime.model import crypto
+from vreyesam.runtime.model.signature import SignatureError, Trust, verify_directory
 
 
 class ModelLoadError(Exception):
@@ -85,10 +90,13 @@ def _plaintext(manifest: Manifest, role: str, data: bytes, key: bytes | None) ->
         raise ModelLoadError(str(exc)) from None
 
 
-def servable_manifest(model_dir: Path, *, allow_random_weights: bool) -> Manifest:
-    """The manifest, if the directory has a valid one and the random-weights policy allows serving it."""
+def servable_manifest(model_dir: Path, *, allow_random_weights: bool, trust: Trust | None = None) -> Manifest:
+    """The manifest, if the directory has a valid one (signed by `trust`'s key, when given) and the
+    random-weights policy allows serving it."""
     try:
-        manifest = read_manifest(model_dir)
+        manifest = parse_manifest(verify_directory(model_dir, trust)) if trust else read_manifest(model_dir)
+    except SignatureError as exc:
+        raise ModelLoadError(f"model directory refused: {exc}") from None
     except ManifestError as exc:
         raise ModelLoadError(f"model directory failed verification: {exc}") from None
     if manifest.source.random_weights and not allow_random_weights:

@@ -34,6 +34,7 @@ from vreyesam.runtime.model.artifacts import (
 )
 from vreyesam.runtime.model.procedure import MAX_POINTS
 from vreyesam.runtime.model.segmenter import Segmenter, replace_encoder
+from vreyesam.runtime.model.signature import Trust
 from vreyesam.runtime.settings import Settings
 from vreyesam.runtime.vocabulary import Device, GraphPrecision, PrecisionRequest
 
@@ -50,10 +51,22 @@ class LoadOptions:
     allow_random_weights: bool = False
     self_test: bool = True
     model_key: bytes | None = field(default=None, repr=False)  # for encrypted model directories
+    trust: Trust | None = None  # the key the directory must be signed with (None: not checked)
+
+
+def _trust(settings: Settings) -> Trust | None:
+    if settings.model_public_key_file is None:
+        return None
+    try:
+        pem = settings.model_public_key_file.read_bytes()
+    except OSError:
+        raise ModelLoadError("VREYESAM_MODEL_PUBLIC_KEY_FILE cannot be read") from None
+    return Trust(pem, settings.model_signature_file)
 
 
 def load_options(settings: Settings) -> LoadOptions:
-    """The settings' load options; ModelLoadError for a model key that is not a key."""
+    """The settings' load options; ModelLoadError for a model key that is not a key, or a public key file
+    that cannot be read."""
     key_text = settings.model_key_text()
     try:
         key = crypto.parse_key(key_text) if key_text else None
@@ -66,6 +79,7 @@ def load_options(settings: Settings) -> LoadOptions:
         decoder_batch=settings.decoder_batch,
         allow_random_weights=settings.allow_random_weights,
         model_key=key,
+        trust=_trust(settings),
     )
 
 
@@ -168,7 +182,7 @@ def segmenter_from_files(files: ModelFiles, options: LoadOptions) -> Segmenter:
 def verified_files(model_dir: Path, options: LoadOptions) -> ModelFiles:
     """What the variant these options choose needs of the model directory, each file read once and checked;
     ModelLoadError when it cannot be served here (integrity, random-weights policy, key, device, precision)."""
-    manifest = servable_manifest(model_dir, allow_random_weights=options.allow_random_weights)
+    manifest = servable_manifest(model_dir, allow_random_weights=options.allow_random_weights, trust=options.trust)
     require_key(manifest, options.model_key)  # before planning: the first thing to say to its operator
     _, choice = plan(manifest, options)
     return read_model_files(

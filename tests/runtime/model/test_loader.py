@@ -38,12 +38,14 @@ def test_each_artifact_is_read_once_and_the_engines_get_the_verified_bytes(
         built.append(sha256_hex(model))
         original_init(self, model, *args)  # type: ignore[arg-type]
 
+    manifest = read_manifest(model_dir)
     monkeypatch.setattr(Path, "read_bytes", counting_read)
     monkeypatch.setattr(onnxruntime_graph.OnnxRuntimeGraph, "__init__", recording_init)
     load_segmenter(model_dir, FP32)
-    manifest = read_manifest(model_dir)
-    # What fp32 is built and checked from, each read once; nothing else (the fp16 encoder, the calibration set).
-    assert reads == {manifest.artifacts[role].file: 1 for role in artifacts_for(variants.fp32(manifest))}
+    # The manifest and what fp32 is built and checked from, each read once; nothing else (the fp16 encoder,
+    # the calibration set).
+    expected = {manifest.artifacts[role].file: 1 for role in artifacts_for(variants.fp32(manifest))}
+    assert reads == {MANIFEST_NAME: 1, **expected}
     assert built == [manifest.artifacts[role].sha256 for role in GRAPHS]  # the onnxruntime graphs, in order
 
 
