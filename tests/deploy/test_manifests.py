@@ -160,8 +160,17 @@ def test_the_server_pods_keep_the_promises() -> None:
         assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
         assert context["capabilities"]["drop"] == ["ALL"]
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]) <= set(container["resources"]["limits"])
-        (volume,) = pod["volumes"]
-        assert "emptyDir" in volume and container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/tmp"}]
+        tmp, key = pod["volumes"]
+        assert "emptyDir" in tmp and key == {
+            "name": "model-public-key",
+            "configMap": {"name": "vreyesam-model-public-key"},
+        }
+        assert container["volumeMounts"] == [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "model-public-key", "mountPath": "/etc/vreyesam/keys", "readOnly": True},
+        ]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert env["VREYESAM_MODEL_PUBLIC_KEY_FILE"] == "/etc/vreyesam/keys/model.pub"  # fail closed, read-only
         assert pod["automountServiceAccountToken"] is False
 
 
@@ -191,6 +200,21 @@ def test_the_gpu_deployment_is_the_cpu_one_but_for_the_gpu() -> None:
 def test_the_rayservice_carries_the_serve_config_file() -> None:
     embedded = yaml.safe_load(rayservice()["spec"]["serveConfigV2"])
     assert embedded == yaml.safe_load((RAY / "serve-config.yaml").read_text())
+
+
+def test_every_ray_node_mounts_the_model_public_key_the_replicas_check() -> None:
+    env_vars = yaml.safe_load(rayservice()["spec"]["serveConfigV2"])["applications"][0]["runtime_env"]["env_vars"]
+    assert env_vars["VREYESAM_MODEL_PUBLIC_KEY_FILE"] == "/etc/vreyesam/keys/model.pub"
+    for template in ray_pod_templates():
+        spec = template["template"]["spec"]
+        assert {"name": "model-public-key", "configMap": {"name": "vreyesam-model-public-key"}} in [
+            {k: (v if k != "configMap" else {"name": v["name"]}) for k, v in volume.items()}
+            for volume in spec["volumes"]
+        ]
+        (container,) = spec["containers"]
+        assert {"name": "model-public-key", "mountPath": "/etc/vreyesam/keys", "readOnly": True} in container[
+            "volumeMounts"
+        ]
 
 
 def test_every_ray_node_runs_the_proxy_gate_and_token_auth() -> None:
