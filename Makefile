@@ -187,9 +187,37 @@ clean:
 #   make hadolint         lint the three Dockerfiles; check `Dockerfile` matches its two sources
 #   make space-dockerfile regenerate `Dockerfile` from Dockerfile.build + Dockerfile.serve
 #   make images-ci        the whole CI image stage (root; builds, runs and checks everything; TAG=ci)
+# Supply chain (docs/security.md "Supply chain"): the images install from hash-locked requirements/*.txt.
+#   make locks            (re)write requirements/*.txt from pyproject.toml with uv (network: PyPI), keeping the
+#                         current pins where the inputs allow (UPGRADE=1: newest versions). The builder's torch
+#                         CPU wheel is found through LOCK_FIND_LINKS (default: pip's find-links)
+#   make check-locks      fail when a lock no longer matches what it is made from (offline; CI's lint stage);
+#                         RESOLVE=1 also re-resolves into a temporary folder and diffs (network)
+#   make audit            pip-audit every lock: findings printed as a warning block, an unreachable service one
+#                         warning line; exit 0 either way unless AUDIT_STRICT=1 (CI's audit stage)
 IMAGES_SH := .ci/images.sh
+LOCKS_VENV := .venv-locks
+LOCKS_PY := requirements/locks.py
 
-.PHONY: image-model image-serve image-serve-gpu image-space hadolint space-dockerfile space-folder images-ci
+.PHONY: image-model image-serve image-serve-gpu image-space hadolint space-dockerfile space-folder images-ci \
+	locks check-locks audit
+
+# The tools (uv, pip-audit), installed from their own lock with --require-hashes.
+$(LOCKS_VENV)/.done: requirements/tools.txt
+	$(PYTHON) -m venv $(LOCKS_VENV)
+	$(LOCKS_VENV)/bin/pip install -q --require-hashes --no-deps --only-binary :all: -r requirements/tools.txt
+	touch $@
+
+locks: $(LOCKS_VENV)/.done
+	$(LOCKS_VENV)/bin/python $(LOCKS_PY) compile $(if $(UPGRADE),--upgrade)
+
+check-locks:
+	$(if $(RESOLVE),$(MAKE) $(LOCKS_VENV)/.done && $(LOCKS_VENV)/bin/python,$(PYTHON)) $(LOCKS_PY) check \
+	  $(if $(RESOLVE),--resolve)
+
+audit: $(LOCKS_VENV)/.done
+	$(call fresh_scratch,audit)
+	TMPDIR=$(SCRATCH)/audit $(LOCKS_VENV)/bin/python $(LOCKS_PY) audit
 
 image-model:
 	$(IMAGES_SH) model
