@@ -14,8 +14,9 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS builder
 # Where PyPI has it, the public default works as is; for a CPU-only wheel elsewhere use e.g.
 # --build-arg TORCH_SPEC="torch==2.13.0+cpu" with PIP_EXTRA_INDEX_URL supplied by the caller's pip config.
+# requirements/builder.txt locks torch's dependencies as the CPU build needs them (`make locks` reads this
+# line): a change here makes the lock stale (`make check-locks`). sam2's pin is in requirements/builder.in.
 ARG TORCH_SPEC="torch==2.13.0"
-ARG SAM2_SPEC="sam2==1.1.0"
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -49,22 +50,40 @@ RUN --mount=type=secret,id=VREYESAM_MODEL_KEY \
         fi; \
     fi
 # Debian's python3 is "externally managed" (PEP 668): everything goes into a venv of its own.
+# First the hash-locked wheels (no resolution: --no-deps; --only-binary: nothing is built), then torch by
+# version: its dependencies are already there, so the CPU build brings nothing else (PyPI's CUDA build brings
+# its CUDA packages, by version).
 # DL3013 (pin pip versions): the pin is TORCH_SPEC (torch==2.13.0); hadolint cannot see into the ARG.
+WORKDIR /src
+COPY requirements/ ./requirements/
 # hadolint ignore=DL3013
 RUN python3 -m venv /opt/builder \
+ && pip install --require-hashes --no-deps --only-binary :all: -r requirements/builder.txt \
  && pip install "${TORCH_SPEC}"
-WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY vreyesam ./vreyesam
 COPY runtime ./runtime
 COPY export ./export
-# sam2 goes in without build isolation and without deps: its sdist would otherwise fetch a second,
-# multi-GB torch into an isolated build environment; its real needs (hydra-core, iopath) come with
-# the `export` extra.
-# DL3013: "." is this project; its dependencies are pinned/bounded in pyproject.toml, sam2 by SAM2_SPEC.
-# hadolint ignore=DL3013
-RUN pip install ".[export]" \
- && SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps "${SAM2_SPEC}"
+# The sdists (sam2, and antlr4-python3-runtime and iopath, which publish no wheel), hash-locked too, then this
+# project: built without isolation (the lock brought setuptools and wheel), so no build step downloads
+# anything. sam2 goes in without deps: its sdist would otherwise fetch a second, multi-GB torch into an
+# isolated build environment; its real needs (hydra-core, iopath) come with the `export` extra.
+RUN SAM2_BUILD_CUDA=0 pip install --require-hashes --no-deps --no-build-isolation -r requirements/builder-sdists.txt \
+ && pip install --no-deps --no-build-isolation .
+
+# The bill of materials of this environment (CycloneDX JSON), by cyclonedx-py from a venv of its own
+# (requirements/sbom.txt, hash-locked) that stays in this discarded stage: /out/sbom.cdx.json becomes the
+# model image's /sbom.cdx.json. --output-reproducible drops the serial number; the timestamp is
+# SOURCE_DATE_EPOCH when given (e.g. the commit's time), else there is none: same locks, same bytes.
+ARG SOURCE_DATE_EPOCH=
+RUN python3 -m venv /opt/sbom \
+ && /opt/sbom/bin/pip install --require-hashes --no-deps --only-binary :all: -r requirements/sbom.txt \
+ && mkdir -p /out \
+ && if [ -z "${SOURCE_DATE_EPOCH}" ]; then unset SOURCE_DATE_EPOCH; fi \
+ && /opt/sbom/bin/cyclonedx-py environment --output-reproducible --of JSON --pyproject pyproject.toml \
+        -o /out/sbom.cdx.json /opt/builder \
+ && chmod 0444 /out/sbom.cdx.json \
+ && rm -rf /opt/sbom
 
 # The exporter reads the token from /run/secrets/HF_TOKEN (or env HF_TOKEN); the secret is optional so
 # public repositories and random-weights builds work without it. The model key, when mounted, seals the
@@ -82,8 +101,8 @@ RUN --mount=type=secret,id=HF_TOKEN --mount=type=secret,id=VREYESAM_MODEL_KEY \
     find /out/model -type d -exec chmod 0555 {} +; \
     find /out/model -type f -exec chmod 0444 {} +
 
-# The artifact: the model directory and nothing else (no shell, no Python, no checkpoint). Copying the
-# parent's contents keeps /model's own mode (0555); `COPY /model /model` would recreate it as 0755.
+# The artifact: the model directory and its SBOM, nothing else (no shell, no Python, no checkpoint). Copying
+# the parent's contents keeps /model's own mode (0555); `COPY /model /model` would recreate it as 0755.
 FROM scratch AS model
 COPY --from=builder /out/ /
 
@@ -105,20 +124,42 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# The dependencies of the extras (RUNTIME, serve, EXTRAS) from their lock: exact versions and sha256 hashes,
+# wheels only, no resolution. Only the combinations requirements/locks.py locks are built.
+COPY requirements/ ./requirements/
+# DL4006 (pipefail): the one pipe turns EXTRAS' commas into dashes; a failure there names no lock file, and
+# the test on the next line stops the build.
+# hadolint ignore=DL4006
+RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; exit 2 ;; esac \
+ && lock="requirements/serve-${RUNTIME}${EXTRAS:+-$(printf '%s' "${EXTRAS}" | tr ',' '-')}.txt" \
+ && if [ ! -f "${lock}" ]; then echo "no lock for RUNTIME=${RUNTIME} EXTRAS=${EXTRAS} (${lock}): add it to requirements/locks.py, then make locks" >&2; exit 2; fi \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary :all: -r "${lock}"
 COPY pyproject.toml README.md ./
 COPY vreyesam ./vreyesam
 COPY runtime ./runtime
 COPY export ./export
-# Versions are pinned by pyproject.toml's extras. pip and setuptools leave the venv when done.
-RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; exit 2 ;; esac \
- && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install ".[${RUNTIME},serve${EXTRAS:+,${EXTRAS}}]" \
- && /opt/venv/bin/pip uninstall -y pip setuptools \
- && rm -rf /src /root/.cache
+# Then this project, without dependencies or build isolation (its build backend, setuptools, came with the
+# lock); `pip check` proves the locked set complete. pip and setuptools leave the venv when done.
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip check \
+ && /opt/venv/bin/pip uninstall -y pip setuptools
+# The venv's bill of materials (CycloneDX JSON), by cyclonedx-py from a venv of its own (requirements/sbom.txt,
+# hash-locked) that stays in this stage: the image gets the file only, /opt/vreyesam/sbom.cdx.json.
+# --output-reproducible drops the serial number; the timestamp is SOURCE_DATE_EPOCH when given, else none.
+ARG SOURCE_DATE_EPOCH=
+RUN python3 -m venv /opt/sbom \
+ && /opt/sbom/bin/pip install --require-hashes --no-deps --only-binary :all: -r requirements/sbom.txt \
+ && mkdir -p /staging/vreyesam \
+ && if [ -z "${SOURCE_DATE_EPOCH}" ]; then unset SOURCE_DATE_EPOCH; fi \
+ && /opt/sbom/bin/cyclonedx-py environment --output-reproducible --of JSON --pyproject pyproject.toml \
+        -o /staging/vreyesam/sbom.cdx.json /opt/venv \
+ && rm -rf /opt/sbom /src /root/.cache
 # Whatever image the model came from: root-owned, 0444 files in 0555 directories. Copying the parent's
 # contents into the final stage keeps the directory's own mode.
 COPY --from=model-source /model /staging/vreyesam/model
 RUN chown -R 0:0 /staging \
+ && chmod 0444 /staging/vreyesam/sbom.cdx.json \
  && find /staging/vreyesam/model -type d -exec chmod 0555 {} + \
  && find /staging/vreyesam/model -type f -exec chmod 0444 {} +
 
@@ -130,6 +171,7 @@ FROM ${BASE_IMAGE} AS serve
 COPY --from=serve-build /etc/passwd /etc/group /etc/
 COPY --from=serve-build /opt/venv /opt/venv
 # Root-owned, 0444 files in 0555 directories: the service user cannot change, add or remove model files.
+# Beside the model: sbom.cdx.json, the venv's CycloneDX SBOM.
 COPY --from=serve-build /staging/vreyesam/ /opt/vreyesam/
 # Nothing is written at run time except under /tmp: runs with a read-only root and a tmpfs on /tmp.
 # MALLOC_ARENA_MAX=2: fewer glibc malloc arenas for the server's threads; measured ~50 MB less peak RSS.

@@ -11,6 +11,7 @@
 #                                without it, no plaintext graph in any layer)
 #                                (space: `vreyesam space` writes a Space folder, which is built as the Space does)
 #   .ci/images.sh model-from-dir DIR   wrap an exported model directory as a model image (no rebuild)
+#   .ci/images.sh check-model [IMAGE]  the model image holds /model and its SBOM /sbom.cdx.json (export packages)
 #
 # Environment (all optional):
 #   ENGINE=auto|docker|buildah   auto: docker when a Docker engine answers, else buildah (vfs, chroot isolation)
@@ -19,6 +20,8 @@
 #   BASE_IMAGE                   docker: the Dockerfiles' default (python:3.11-slim); buildah: a local Debian
 #                                bookworm image made with debootstrap (localhost/vreyesam-base:bookworm)
 #   RANDOM_WEIGHTS, WEIGHTS, WEIGHTS_SHA256, TORCH_SPEC   passed on as build args when set
+#   SOURCE_DATE_EPOCH            the SBOMs' timestamp (build arg of every build); default: the commit's time
+#                                (git log -1 %ct), none outside a git checkout
 #   HF_TOKEN                     passed as the build secret HF_TOKEN (through a 0600 temp file), never an arg
 #   VREYESAM_MODEL_KEY           passed the same way as the build secret VREYESAM_MODEL_KEY: the graphs are
 #                                exported encrypted (the Space build requires it for real weights)
@@ -26,6 +29,12 @@
 #   VREYESAM_BUILDAH_ROOT=/var/lib/vreyesam-ci/storage   buildah storage (vfs), outside the checkout
 #   VREYESAM_CI_MOUNTS           host paths bind-mounted read-only into buildah builds (default: this host's
 #                                pip configuration, CA bundle and local package mirrors, those that exist)
+#
+# Supply chain (docs/security.md "Supply chain"): the builds install from requirements/*.txt (hash-locked,
+# `make locks`); CI checks each image's CycloneDX SBOM (/sbom.cdx.json in the model image,
+# /opt/vreyesam/sbom.cdx.json in the serving and Space images): present, read-only, CycloneDX JSON, listing
+# onnxruntime (and the export's packages for the model image), with no SBOM generator left in the image;
+# and that the CPU serving image and the Space image, built apart from the same lock, hold the same SBOM bytes.
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,6 +51,9 @@ DEFAULT_MOUNTS="/etc/pip.conf /etc/xdg/pip /root/.config/pip /etc/ssl/certs/ca-c
 /opt/wheels /opt/pypi /opt/pypi-more"
 MOUNTS=${VREYESAM_CI_MOUNTS-$DEFAULT_MOUNTS}
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-240}
+if [[ -z ${SOURCE_DATE_EPOCH:-} ]] && git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+    SOURCE_DATE_EPOCH=$(git -C "$ROOT" log -1 --format=%ct)
+fi
 
 TIMINGS=()
 CONTAINERS=()
@@ -205,6 +217,7 @@ build() { # build DOCKERFILE TARGET IMAGE [--build-arg K=V ...]; its exit status
     shift 3
     local args=(-f "$file" -t "$image" "$@")
     [[ -n $target ]] && args+=(--target "$target")
+    [[ -n ${SOURCE_DATE_EPOCH:-} ]] && args+=(--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH")
     # Only the files with the builder stage get its build args and secrets; the serving build never does.
     if grep -q '^FROM .* AS builder$' "$file"; then
         local k
@@ -260,7 +273,22 @@ space_folder() {
     [[ -x $ROOT/.venv-serve/bin/vreyesam ]] || make -C "$ROOT" .venv-serve/.done >&2
     new_tmpdir
     SPACE_DIR=$TMPD/space
-    "$ROOT/.venv-serve/bin/vreyesam" space "$SPACE_DIR" >&2
+    "$ROOT/.venv-serve/bin/vreyesam" space "$SPACE_DIR" --source "$ROOT" >&2
+    space_locks
+}
+# The Space's Dockerfile installs from requirements/*.txt, so the folder must hold them. Until `vreyesam space`
+# (runtime/tools/space.py) writes them, they are added here with a warning: a folder pushed to a Space as
+# `vreyesam space` writes it would not build.
+space_locks() {
+    local lock missing=()
+    for lock in "$ROOT"/requirements/*.txt; do
+        cmp -s "$lock" "$SPACE_DIR/requirements/${lock##*/}" || missing+=("${lock##*/}")
+    done
+    ((${#missing[@]})) || return 0
+    log "WARNING: \`vreyesam space\` did not write requirements/{${missing[*]}} (runtime/tools/space.py must copy" \
+        "the locks the Dockerfile installs from): added to this build's folder"
+    mkdir -p "$SPACE_DIR/requirements"
+    for lock in "${missing[@]}"; do cp "$ROOT/requirements/$lock" "$SPACE_DIR/requirements/$lock"; done
 }
 do_space() {
     space_folder
@@ -346,6 +374,49 @@ smoke_static() { # filesystem and metadata checks on a mounted image
     [[ -z $bad ]] || die "$image: model files not root-owned 0444/0555: $bad"
     [[ -f $m/opt/vreyesam/model/manifest.json ]] || die "$image has no /opt/vreyesam/model/manifest.json"
     log "$image: no checkpoints, no torch/sam2, no compiler, model root-owned and read-only"
+    local runtime=onnxruntime
+    compgen -G "$m/opt/venv/lib/python3*/site-packages/onnxruntime_gpu-*" >/dev/null && runtime=onnxruntime-gpu
+    sbom_static "$image" "$m" /opt/vreyesam/sbom.cdx.json "$runtime" fastapi uvicorn vreyesam
+}
+
+# The image's SBOM: a read-only, root-owned CycloneDX JSON file listing PACKAGES; no generator in the image.
+sbom_static() { # sbom_static IMAGE MOUNTPOINT PATH PACKAGE...
+    local image=$1 m=$2 path=$3 summary
+    shift 3
+    [[ -f $m$path ]] || die "$image has no SBOM at $path"
+    [[ $(stat -c '%u:%g %a' "$m$path") == "0:0 444" ]] || die "$image: $path is not root-owned 0444"
+    summary=$(python3 "$ROOT/requirements/locks.py" sbom-check "$m$path" "$@") || die "$image: $path (see above)"
+    if compgen -G "$m/opt/venv/lib/python3*/site-packages/cyclonedx*" >/dev/null || [[ -e $m/opt/sbom ]]; then
+        die "$image holds the SBOM generator"
+    fi
+    log "$image: SBOM $path: $summary"
+}
+
+# The model image (FROM scratch): /model and /sbom.cdx.json, the SBOM of the builder that made it.
+check_model_image() { # check_model_image IMAGE
+    local image=$1 c m extra
+    c=$(B from --quiet --pull-never "$image")
+    CONTAINERS+=("$c")
+    m=$(B mount "$c")
+    [[ -f $m/model/manifest.json ]] || die "$image has no /model/manifest.json"
+    extra=$(find "$m" -mindepth 1 -maxdepth 1 ! -name model ! -name sbom.cdx.json -printf '%f ')
+    [[ -z $extra ]] || die "$image holds more than /model and /sbom.cdx.json: $extra"
+    sbom_static "$image" "$m" /sbom.cdx.json onnxruntime torch onnx onnxscript sam2 hydra-core iopath vreyesam
+}
+
+# Reproducible SBOMs: two images built apart (no shared layer) from the same lock hold the same bytes.
+same_sbom() { # same_sbom IMAGE IMAGE
+    local c1 c2 m1 m2
+    c1=$(B from --quiet --pull-never "$1")
+    CONTAINERS+=("$c1")
+    c2=$(B from --quiet --pull-never "$2")
+    CONTAINERS+=("$c2")
+    m1=$(B mount "$c1")
+    m2=$(B mount "$c2")
+    cmp "$m1/opt/vreyesam/sbom.cdx.json" "$m2/opt/vreyesam/sbom.cdx.json" >&2 \
+        || die "$1 and $2: built from the same lock, their SBOMs differ"
+    log "$1 and $2, built apart from requirements/serve-cpu.txt: the same SBOM bytes" \
+        "(sha256 $(sha256sum "$m1/opt/vreyesam/sbom.cdx.json" | cut -c1-16))"
 }
 
 check_canary() { # check_canary IMAGE CANARY [NEEDLES_JSON]: no layer, config or history holds the fake token
@@ -574,6 +645,8 @@ ci_all() {
     stage smoke-space smoke_space "$(img vreyesam-space)" "$canary" "$key"
     stage smoke-serve-gpu smoke_gpu_without_gpu "$(img vreyesam-serve-gpu)"
     stage canary-model check_canary "$(img vreyesam-model)" "$canary"
+    stage model-image check_model_image "$(img vreyesam-model)"
+    stage sbom-reproducible same_sbom "$(img vreyesam-serve)" "$(img vreyesam-space)"
     sizes
     printf '%s\n' "${TIMINGS[@]}" "stage total: $((SECONDS - t_all)) s" >&2
 }
@@ -603,6 +676,7 @@ main() {
             ;;
         space-refuses) ENGINE=buildah; ensure_buildah; stage space-refuses space_refuses_plaintext ;;
         sizes) ENGINE=buildah; sizes ;;
+        check-model) ENGINE=buildah; stage check-model check_model_image "${1:-$(img vreyesam-model)}" ;;
         *) die "unknown command: $cmd (see the header of $0)" ;;
     esac
 }
