@@ -212,8 +212,8 @@ locks: $(LOCKS_VENV)/.done
 	$(LOCKS_VENV)/bin/python $(LOCKS_PY) compile $(if $(UPGRADE),--upgrade)
 
 check-locks:
-	$(if $(RESOLVE),$(MAKE) $(LOCKS_VENV)/.done && $(LOCKS_VENV)/bin/python,$(PYTHON)) $(LOCKS_PY) check \
-	  $(if $(RESOLVE),--resolve)
+	$(if $(RESOLVE),$(MAKE) --no-print-directory $(LOCKS_VENV)/.done && $(LOCKS_VENV)/bin/python $(LOCKS_PY) check \
+	  --resolve,$(PYTHON) $(LOCKS_PY) check)
 
 # No registry, no pip-audit: one warning line, as for an unreachable vulnerability service.
 audit:
