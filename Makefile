@@ -31,8 +31,9 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # of its release (only its pure-Python transforms are used, installed without dependencies).
 TORCH_CPU_PINS ?= torch==2.13.0+cpu
 TORCHVISION_FOR_CPU ?= torchvision==0.28.0
-# sam2 is an sdist installed without build isolation or dependencies (Dockerfile.build's SAM2_SPEC too).
-SAM2_PIN ?= sam2==1.1.0
+# sam2 is an sdist installed without build isolation or dependencies; its pin is the images' own
+# (requirements/builder.in, locked with hashes in requirements/builder-sdists.txt).
+SAM2_PIN ?= $(shell grep -oE '^sam2==[^ ]+' requirements/builder.in)
 TORCH_CPU_VENV := .venv-torch-cpu
 TORCH_CPU_PY := $(TORCH_CPU_VENV)/bin/python
 # What the test model's export can depend on (.ci/export_inputs.py: the modules vreyesam.export imports,

@@ -276,19 +276,14 @@ space_folder() {
     "$ROOT/.venv-serve/bin/vreyesam" space "$SPACE_DIR" --source "$ROOT" >&2
     space_locks
 }
-# The Space's Dockerfile installs from requirements/*.txt, so the folder must hold them. Until `vreyesam space`
-# (runtime/tools/space.py) writes them, they are added here with a warning: a folder pushed to a Space as
-# `vreyesam space` writes it would not build.
+# The Space's Dockerfile installs from requirements/*.txt: the folder `vreyesam space` writes must hold them,
+# byte for byte, or a Space pushed from it would not build.
 space_locks() {
     local lock missing=()
     for lock in "$ROOT"/requirements/*.txt; do
         cmp -s "$lock" "$SPACE_DIR/requirements/${lock##*/}" || missing+=("${lock##*/}")
     done
-    ((${#missing[@]})) || return 0
-    log "WARNING: \`vreyesam space\` did not write requirements/{${missing[*]}} (runtime/tools/space.py must copy" \
-        "the locks the Dockerfile installs from): added to this build's folder"
-    mkdir -p "$SPACE_DIR/requirements"
-    for lock in "${missing[@]}"; do cp "$ROOT/requirements/$lock" "$SPACE_DIR/requirements/$lock"; done
+    ((${#missing[@]} == 0)) || die "\`vreyesam space\` did not write requirements/{${missing[*]}}"
 }
 do_space() {
     space_folder

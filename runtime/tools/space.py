@@ -6,7 +6,8 @@ The folder holds what the Space builds and nothing else:
   weights and, with the Space secret VREYESAM_MODEL_KEY mounted, encrypts the graphs; a real-weights build
   without that secret stops at once. The server reads the same secret from its environment at run time.
 - the sources the Dockerfile copies (pyproject.toml and the vreyesam/, runtime/ and export/ packages: their
-  Python files and the page's files), never a weight, model, key, environment or cache, and `.dockerignore`;
+  Python files and the page's files; the hash-locked requirements/*.txt it installs from), never a weight,
+  model, key, environment or cache, and `.dockerignore`;
 - `README.md`: the Space's front matter (`sdk: docker`, `app_port: 7860`) and the publishing steps.
 
 The Dockerfiles are not part of an installed package, so this needs a source checkout:
@@ -23,6 +24,7 @@ from pathlib import Path
 
 PACKAGES = ("vreyesam", "runtime", "export")  # the folders the Dockerfile copies, with pyproject.toml
 TOP_FILES = ("pyproject.toml", ".dockerignore")
+LOCKS = "requirements"  # the hash-locked requirements the Dockerfile installs from: its *.txt files
 # What may be copied from the package folders: sources and the page's files; nothing else gets in.
 SOURCE_SUFFIXES = frozenset({".py", ".html", ".js", ".css", ".png"})
 SKIPPED_FOLDERS = frozenset({"__pycache__"})  # and every folder whose name starts with "."
@@ -54,7 +56,7 @@ def default_source() -> Path:
 
 
 def check_checkout(source: Path) -> None:
-    missing = [name for name in (*TOP_FILES, *PACKAGES, *DOCKERFILE_SOURCES) if not (source / name).exists()]
+    missing = [name for name in (*TOP_FILES, *PACKAGES, LOCKS, *DOCKERFILE_SOURCES) if not (source / name).exists()]
     if missing:
         raise SpaceError(f"{source} is not a source checkout of this project (no {missing[0]}); pass --source CHECKOUT")
 
@@ -98,6 +100,7 @@ def source_files(source: Path) -> list[Path]:
                 continue
             if path.is_file() and not path.is_symlink() and path.suffix in SOURCE_SUFFIXES:
                 files.append(relative)
+    files += sorted(path.relative_to(source) for path in (source / LOCKS).glob("*.txt") if not path.is_symlink())
     return files
 
 

@@ -65,7 +65,7 @@ def test_the_folder_holds_what_the_dockerfile_copies(folder: Path) -> None:
         if line.startswith("COPY ") and "--from=" not in line
         for source in line.split()[1:-1]
     }
-    assert copied == {"pyproject.toml", "README.md", "vreyesam", "runtime", "export"}
+    assert copied == {"pyproject.toml", "README.md", "vreyesam", "runtime", "export", "requirements/"}
     for source in copied:
         assert (folder / source).exists(), source
 
@@ -78,15 +78,17 @@ def test_the_folder_holds_every_source_file_of_the_packages_and_nothing_else(fol
             for path in (ROOT / package).rglob("*")
             if path.is_file() and "__pycache__" not in path.parts
         }
+    expected |= {str(path.relative_to(ROOT)) for path in (ROOT / space.LOCKS).glob("*.txt")}
     assert _files(folder) == expected
     assert "runtime/http/page/index.html" in expected and "runtime/model/loader.py" in expected
+    assert "requirements/serve-cpu.txt" in expected and "requirements/builder.txt" in expected
     for relative in expected - {"Dockerfile", "README.md"}:
         assert (folder / relative).read_bytes() == (ROOT / relative).read_bytes(), relative
 
 
 def _checkout_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "checkout"
-    for name in (*space.TOP_FILES, "Dockerfile.build", "Dockerfile.serve", ".ci"):
+    for name in (*space.TOP_FILES, space.LOCKS, "Dockerfile.build", "Dockerfile.serve", ".ci"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, copy / name)
