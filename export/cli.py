@@ -64,6 +64,7 @@ def _new_key(path: Path) -> int:
     if path.exists():
         print(f"vreyesam export: error: {path.name} already exists", file=sys.stderr)
         return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(surface.new_key_text() + "\n")

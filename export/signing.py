@@ -63,6 +63,8 @@ def new_key_pair(private_path: Path, public_path: Path) -> None:
     for path in (private_path, public_path):
         if path.exists():
             raise SigningError(f"{path.name} already exists")
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    public_path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(private_pem)

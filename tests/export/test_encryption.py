@@ -63,7 +63,7 @@ def test_swapped_ciphertexts_are_refused(encrypted_dir: Path, key: bytes, tmp_pa
 
 
 def test_cli_key_handling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    key_file = tmp_path / "model.key"
+    key_file = tmp_path / "keys" / "model.key"  # its folder is made
     assert main(["export", "--new-key", str(key_file)]) == 0
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     assert len(crypto.parse_key(key_file.read_text())) == 32

@@ -79,10 +79,12 @@ def test_the_export_signs_its_model_with_the_library(model_dir: Path) -> None:
 
 
 def test_new_signing_keys_and_a_key_that_cannot_sign(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["export", "--new-signing-key", str(tmp_path / "release")]) == 0
-    private = tmp_path / "release.key"
-    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and (tmp_path / "release.pub").is_file()
-    assert main(["export", "--new-signing-key", str(tmp_path / "release")]) == 1  # never overwritten
+    # Into a folder that does not exist yet, as `make test` does in a fresh clone (no build-out/).
+    prefix = tmp_path / "not-yet" / "release"
+    assert main(["export", "--new-signing-key", str(prefix)]) == 0
+    private = prefix.with_name("release.key")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and prefix.with_name("release.pub").is_file()
+    assert main(["export", "--new-signing-key", str(prefix)]) == 1  # never overwritten
     not_a_key = tmp_path / "rsa.key"
     not_a_key.write_text("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
     capsys.readouterr()
