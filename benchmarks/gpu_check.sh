@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # How to benchmark on a GPU host: export a random-weights model (seed 0), probe each graph alone on the
 # device (batch sizes, CUDA graphs, operator profiles, concurrent callers: benchmarks/graphs.py), and
-# benchmark this runtime against the PyTorch reference in the same run (benchmarks/bench.py). JSON and the
-# log go to --out-dir (default benchmarks/results/).
+# benchmark this runtime against the PyTorch reference in the same run (benchmarks/bench.py), then the
+# server's images/s against clients without and with encoder batching (benchmarks/throughput.py). JSON and
+# the log go to --out-dir (default benchmarks/results/).
 #
 #   benchmarks/gpu_check.sh [all|export|measure] [--device cuda|cpu] [--model DIR] [--out-dir DIR]
 #                           [--images N] [--repeats N] [--runs N] [--quick]
@@ -67,7 +68,7 @@ step() {
 
 main() {
     local what=all device=cuda model=$ROOT/build-out/gpucheck/model out_dir=$ROOT/benchmarks/results
-    local images=5 repeats=5 runs=20 probe=()
+    local images=5 repeats=5 runs=20 probe=() clients=1,8,16 requests=96
     case ${1:-} in all | export | measure) what=$1; shift ;; esac
     while (($#)); do
         case $1 in
@@ -77,7 +78,9 @@ main() {
             --images) images=$2; shift 2 ;;
             --repeats) repeats=$2; shift 2 ;;
             --runs) runs=$2; shift 2 ;;
-            --quick) images=1 repeats=1 runs=2 probe=(--batches 1,2 --prompts 30 --clients 1,2); shift ;;
+            --quick)
+                images=1 repeats=1 runs=2 probe=(--batches 1,2 --prompts 30 --clients 1,2) clients=2 requests=2
+                shift ;;
             *) die "unknown option $1 (usage: the comment at the top of $0)" ;;
         esac
     done
@@ -97,6 +100,9 @@ main() {
         step bench "$BUILD_PYTHON" -m benchmarks.bench --model "$model" --device "$device" --images "$images" \
             --repeats "$repeats" --serve-python "$SERVE_PYTHON" --json "$out_dir/bench-$device-$stamp.json" \
             --contestants "torch-bf16,ort-$device,ort-$device-fp16-encoder,http-$device"
+        step throughput "$SERVE_PYTHON" -m benchmarks.throughput --model "$model" --device "$device" \
+            --layouts 1x0 --encoder-batches 1,8 --clients "$clients" --requests "$requests" \
+            --json "$out_dir/throughput-$device-$stamp.json"
     fi
     log "done in $((SECONDS - t0)) s; failed steps: ${FAILED[*]:-none}; results in $out_dir"
     ((${#FAILED[@]} == 0))

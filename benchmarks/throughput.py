@@ -1,12 +1,14 @@
 """Images per second of a server against the number of clients, for several workers x threads layouts.
 
-    python -m benchmarks.throughput --model DIR [--layouts 1x2,2x1] [--clients 1,2,4] [--requests 12] [--json OUT]
+    python -m benchmarks.throughput --model DIR [--layouts 1x2,2x1] [--encoder-batches 1] [--clients 1,2,4]
+                                    [--requests 12] [--device cpu|cuda] [--json OUT]
 
 Each layout `WxT` is `vreyesam serve` with VREYESAM_WORKERS=W and VREYESAM_THREADS=T (intra-op threads per
-worker) and as many admission slots as workers; each client sends a 400x300 eye image, waits for the answer,
-and sends the next (closed loop), `--requests` in all per client count. images/s = answers / wall time, after
-one warm-up request per worker. The layouts are run one after the other in one invocation, so their figures
-compare; a machine's best layout is what `docs/performance.md` recommends per core count.
+worker; 0 = onnxruntime's default), once per encoder batch B (VREYESAM_ENCODER_BATCH=B, with B admission
+slots per worker so that B images can share an encoder run); each client sends a 400x300 eye image, waits
+for the answer, and sends the next (closed loop), `--requests` in all per client count. images/s = answers /
+wall time, after warm-up requests. The layouts are run one after the other in one invocation, so their
+figures compare; a machine's best layout is what `docs/performance.md` recommends per core count.
 """
 
 from __future__ import annotations
@@ -74,11 +76,22 @@ def _warm(url: str, body: bytes, workers: int, timeout_s: float = 600.0) -> None
                 raise
 
 
-def measure_layout(model: Path, workers: int, threads: int, clients: list[int], requests: int, log: Path) -> dict:
+def measure_layout(
+    model: Path,
+    workers: int,
+    threads: int,
+    encoder_batch: int,
+    clients: list[int],
+    requests: int,
+    log: Path,
+    device: str,
+) -> dict:
     env = {
+        "VREYESAM_DEVICE": device,
         "VREYESAM_WORKERS": str(workers),
         "VREYESAM_THREADS": str(threads),
-        "VREYESAM_MAX_CONCURRENCY": "1",
+        "VREYESAM_ENCODER_BATCH": str(encoder_batch),
+        "VREYESAM_MAX_CONCURRENCY": str(encoder_batch),
         "VREYESAM_MAX_QUEUE": str(max(clients) * 2),
     }
     body = _eye()
@@ -92,18 +105,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--layouts", default="1x2,2x1", help="workers x threads, comma-separated")
+    parser.add_argument("--encoder-batches", default="1", help="most images per encoder run, comma-separated")
     parser.add_argument("--clients", default="1,2,4")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--requests", type=int, default=12, help="predictions per client count")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     clients = [int(item) for item in args.clients.split(",")]
-    report: dict[str, Any] = {"cpus": os.cpu_count(), "requests": args.requests, "layouts": {}}
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "device": args.device, "requests": args.requests, "layouts": {}}
     with tempfile.TemporaryDirectory(prefix="vreyesam-throughput-") as folder:
         for layout in args.layouts.split(","):
             workers, threads = (int(part) for part in layout.split("x"))
-            log = Path(folder) / f"{layout}.log"
-            report["layouts"][layout] = measure_layout(args.model, workers, threads, clients, args.requests, log)
-            print(layout, report["layouts"][layout], flush=True)
+            for batch in (int(item) for item in args.encoder_batches.split(",")):
+                name = layout if batch == 1 else f"{layout} batch {batch}"
+                log = Path(folder) / f"{layout}-{batch}.log"
+                figures = measure_layout(args.model, workers, threads, batch, clients, args.requests, log, args.device)
+                report["layouts"][name] = figures
+                print(name, figures, flush=True)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -65,6 +65,7 @@ DECODER_IMAGE_INPUTS = (
 # The preprocessing graph: the fitted hxwx3 uint8 RGB image -> the encoder's normalised 1x3xSxS input.
 PREPROCESS_INPUT = "fitted"
 PREPROCESS_OUTPUT = "image"
+ENCODER_INPUT = PREPROCESS_OUTPUT  # Bx3xSxS: the preprocessing's output, one image or a batch of them
 # The procedure graph: decoder outputs, threshold and the two frame sizes -> the maps at the input size.
 PROCEDURE_INPUTS = ("low_res_logits", "scores", "threshold", "fitted_hw", "input_hw")
 PROCEDURE_OUTPUTS = ("binary", "probability", "uncertainty", "area_px")

@@ -17,6 +17,7 @@ from typing import Any
 from vreyesam.runtime.vocabulary import DEVICES, PRECISION_REQUESTS, Device, PrecisionRequest
 
 MiB = 1024 * 1024
+MAX_ENCODER_BATCH = 64  # images one encoder run may take
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Settings:
     precision: PrecisionRequest = "auto"  # VREYESAM_PRECISION: auto | fp32 | bf16 | bf16-encoder (gated variants)
     threads: int = 0  # VREYESAM_THREADS: onnxruntime intra-op threads (0 = one per core)
     decoder_batch: int = 0  # VREYESAM_DECODER_BATCH: prompts per decoder call (0 = by provider)
+    # Encoder batching (for GPUs): images arriving within the window share one encoder run; 1 = off.
+    encoder_batch: int = 1  # VREYESAM_ENCODER_BATCH: most images per encoder run
+    encoder_batch_window_ms: float = 2.0  # VREYESAM_ENCODER_BATCH_WINDOW_MS: longest the first image waits
     allow_random_weights: bool = False  # VREYESAM_ALLOW_RANDOM_WEIGHTS: serve a random-weights demo model
     enable_docs: bool = False  # VREYESAM_ENABLE_DOCS: OpenAPI document and /docs, for development only
     page: bool = True  # VREYESAM_PAGE: the page for people at / (off: an API-only deployment, / is 404)
@@ -181,6 +185,10 @@ def validate(settings: Settings) -> None:
     for name in ("workers", "max_concurrency", "max_body_bytes", "max_width", "max_height", "max_pixels"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"VREYESAM_{name.upper()} must be at least 1")
+    if not 1 <= settings.encoder_batch <= MAX_ENCODER_BATCH:
+        raise SettingsError(f"VREYESAM_ENCODER_BATCH must be between 1 (off) and {MAX_ENCODER_BATCH}")
+    if settings.encoder_batch_window_ms > 1000:
+        raise SettingsError("VREYESAM_ENCODER_BATCH_WINDOW_MS must be at most 1000")
     if settings.body_budget_bytes < settings.max_body_bytes:
         raise SettingsError("VREYESAM_BODY_BUDGET_BYTES must be at least VREYESAM_MAX_BODY_BYTES")
     if not 0 <= settings.metrics_port < 65536:

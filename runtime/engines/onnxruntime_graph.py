@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from vreyesam.runtime.engines.devices import CPU_PROVIDER
-from vreyesam.runtime.engines.graph import DeviceUnavailable, Value
+from vreyesam.runtime.engines.graph import DeviceUnavailable, Rows, Value, host_rows
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,57 @@ class OnnxRuntimeGraph:
     def outputs(self) -> tuple[str, ...]:
         return self._outputs
 
-    def run(self, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
+    def run(
+        self,
+        feeds: Mapping[str, Value],
+        fetch: Sequence[str] | None = None,
+        into: Mapping[str, Rows] | None = None,
+    ) -> dict[str, Value]:
+        into = into or {}
         binding = self._session.io_binding()
         for name, value in feeds.items():
-            if isinstance(value, ort.OrtValue):
+            if isinstance(value, Rows):
+                binding.bind_input(name, *_rows_buffer(value))
+            elif isinstance(value, ort.OrtValue):
                 binding.bind_ortvalue_input(name, value)
             else:
                 binding.bind_cpu_input(name, np.ascontiguousarray(value))
         names = self._outputs if fetch is None else tuple(fetch)
         for name in names:
-            binding.bind_output(name, self._device)
+            if name in into:
+                binding.bind_output(name, *_rows_buffer(into[name]))
+            else:
+                binding.bind_output(name, self._device)
         self._session.run_with_iobinding(binding)
-        return dict(zip(names, binding.get_outputs(), strict=True))
+        made = dict(zip(names, binding.get_outputs(), strict=True))
+        return {name: into.get(name, value) for name, value in made.items()}
+
+    def allocate(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Value:
+        if self._device == "cpu":
+            return np.empty(shape, dtype)
+        return ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self._device, 0)
 
     def to_host(self, value: Value) -> np.ndarray:
+        if isinstance(value, Rows):
+            return host_rows(value, self.to_host(value.base))
         return value.numpy() if isinstance(value, ort.OrtValue) else np.asarray(value)
+
+
+def _rows_buffer(rows: Rows) -> tuple[str, int, np.dtype[Any], tuple[int, ...], int]:
+    """Where `rows` lie, as IO binding takes a buffer: device, device id, element type, shape, address."""
+    base = rows.base
+    if isinstance(base, ort.OrtValue):
+        shape, dtype = tuple(base.shape()), _NUMPY_TYPES[base.data_type()]
+        device, address = base.device_name().lower(), base.data_ptr()
+    else:
+        if not (isinstance(base, np.ndarray) and base.flags.c_contiguous):
+            raise TypeError("Rows of a host value need a C-contiguous numpy array")
+        shape, dtype, device, address = base.shape, base.dtype, "cpu", base.ctypes.data
+    if rows.start < 0 or rows.count < 1 or rows.start + rows.count > shape[0]:
+        raise IndexError(f"rows {rows.start}..{rows.start + rows.count} of a batch of {shape[0]}")
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    return device, 0, np.dtype(dtype), (rows.count, *shape[1:]), address + rows.start * row_bytes
+
+
+# OrtValue.data_type() names, for the element types the graphs exchange.
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}

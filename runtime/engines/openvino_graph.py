@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vreyesam.runtime.engines.graph import EngineUnavailable, Value
+from vreyesam.runtime.engines.graph import EngineUnavailable, Rows, Value, host_rows
 
 BF16_ENGINE = "OpenVINO-CPU-bf16"
 
@@ -84,16 +84,31 @@ class OpenVinoGraph:
                 self._created += 1
             return self._compiled.create_infer_request()
 
-    def run(self, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
+    def run(
+        self,
+        feeds: Mapping[str, Value],
+        fetch: Sequence[str] | None = None,
+        into: Mapping[str, Rows] | None = None,
+    ) -> dict[str, Value]:
+        into = into or {}
         wanted = set(self._names if fetch is None else fetch)
+        inputs = {name: self.to_host(value) if isinstance(value, Rows) else value for name, value in feeds.items()}
         request = self._acquire()
         try:
-            results = request.infer(dict(feeds))
+            results = request.infer(inputs)
             # Copied out: the request's buffers are reused by the next call.
             outputs = zip(self._names, self._outputs, strict=True)
-            return {name: np.array(results[output], copy=True) for name, output in outputs if name in wanted}
+            made = {name: np.array(results[output], copy=True) for name, output in outputs if name in wanted}
         finally:
             self._idle.put(request)
+        for name, rows in into.items():
+            np.copyto(self.to_host(rows), made[name])
+        return {name: into.get(name, value) for name, value in made.items()}
+
+    def allocate(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Value:
+        return np.empty(shape, dtype)
 
     def to_host(self, value: Value) -> np.ndarray:
+        if isinstance(value, Rows):
+            return host_rows(value, np.asarray(value.base))
         return np.asarray(value)

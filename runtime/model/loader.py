@@ -32,6 +32,7 @@ from vreyesam.runtime.model.artifacts import (
     require_key,
     servable_manifest,
 )
+from vreyesam.runtime.model.batching import UNBATCHED, BatchPolicy
 from vreyesam.runtime.model.procedure import MAX_POINTS
 from vreyesam.runtime.model.segmenter import Segmenter, replace_encoder
 from vreyesam.runtime.model.signature import Trust
@@ -48,6 +49,7 @@ class LoadOptions:
     intra_op_threads: int = 0
     # Prompts per decoder call; 0 = by provider: 1 on CPU (measured faster), all prompts at once on GPU.
     decoder_batch: int = 0
+    encoder_batch: BatchPolicy = UNBATCHED  # images per encoder run (default: one at a time)
     allow_random_weights: bool = False
     self_test: bool = True
     model_key: bytes | None = field(default=None, repr=False)  # for encrypted model directories
@@ -77,6 +79,7 @@ def load_options(settings: Settings) -> LoadOptions:
         precision=settings.precision,
         intra_op_threads=settings.threads,
         decoder_batch=settings.decoder_batch,
+        encoder_batch=BatchPolicy(settings.encoder_batch, settings.encoder_batch_window_ms),
         allow_random_weights=settings.allow_random_weights,
         model_key=key,
         trust=_trust(settings),
@@ -132,6 +135,7 @@ def build_segmenter(
         decoder=graphs[DECODER],
         procedure=graphs[PROCEDURE],
         decoder_batch=options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else MAX_POINTS),
+        encoder_batch=options.encoder_batch,
         precision=choice.name,
     )
 

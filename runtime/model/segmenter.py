@@ -5,8 +5,9 @@ reference's own step) and sample the prompt points. Everything between runs in f
 execution provider (preprocess, encoder, decoder, procedure); their values pass from graph to graph as the
 engine holds them (on a GPU they stay in device memory) and only the maps asked for come back to the host.
 
-`Segmenter` holds only immutable state (manifest, graphs), so one instance is shared by all requests and
-threads; everything per image lives in the values passed between stages.
+`Segmenter` holds only immutable state (manifest, graphs) and, when encoder batching is on, the thread-safe
+open batch (`model.batching`), so one instance is shared by all requests and threads; everything per image
+lives in the values passed between stages.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from vreyesam.runtime.engines.graph import Graph, Value
 from vreyesam.runtime.manifest import (
     DECODER_IMAGE_INPUTS,
+    ENCODER_INPUT,
     ENCODER_OUTPUTS,
     PREPROCESS_INPUT,
     PREPROCESS_OUTPUT,
@@ -27,6 +29,7 @@ from vreyesam.runtime.manifest import (
     ProcedureDefaults,
 )
 from vreyesam.runtime.model import preprocess, procedure
+from vreyesam.runtime.model.batching import UNBATCHED, BatchPolicy, EncoderBatches, Seat
 from vreyesam.runtime.model.timing import Clock, Timings
 from vreyesam.runtime.vocabulary import MAP_NAMES, MapName, Precision
 
@@ -73,6 +76,7 @@ class PreparedImage:
     input_hw: tuple[int, int]
     fitted: np.ndarray  # hxwx3 uint8, the reference's fitted image
     model_input: Value  # 1x3xSxS float32 normalised encoder input, where the preprocessing graph left it
+    seat: Seat | None = None  # its place in an encoder batch (model_input is then the batch's row)
 
     @property
     def fitted_hw(self) -> tuple[int, int]:
@@ -136,6 +140,7 @@ class Segmenter:
         decoder: Graph,
         procedure: Graph,
         decoder_batch: int,
+        encoder_batch: BatchPolicy = UNBATCHED,
         precision: Precision = "fp32",
         refused: Mapping[str, str] | None = None,
     ) -> None:
@@ -146,6 +151,10 @@ class Segmenter:
         self.refused = dict(refused or {})  # variants that failed their gate on this device, and why
         self.preprocess, self.encoder, self.decoder, self.procedure = preprocess, encoder, decoder, procedure
         self.decoder_batch = max(1, decoder_batch)
+        self.encoder_batch = encoder_batch
+        image_shape = (3, manifest.preprocessing.image_size, manifest.preprocessing.image_size)
+        batches = EncoderBatches(preprocess, encoder, image_shape, encoder_batch) if encoder_batch.enabled else None
+        self.batches = batches
         self.self_test_seconds = 0.0  # the golden self-test's time, set by the loader before it is shared
 
     @property
@@ -161,14 +170,26 @@ class Segmenter:
         return {role: graph.engine for role, graph in {**graphs, "procedure": self.procedure}.items()}
 
     def prepare(self, image_rgb: np.ndarray, clock: Clock | None = None) -> PreparedImage:
+        """The fitted image and the encoder's input; with batching on, written into a seat's row of a batch."""
         clock = clock or Clock()
         fitted = preprocess.fit_image(image_rgb, self.manifest.preprocessing.fit_size)
-        outputs = clock.run(self.preprocess, {PREPROCESS_INPUT: fitted})
-        return PreparedImage((image_rgb.shape[0], image_rgb.shape[1]), fitted, outputs[PREPROCESS_OUTPUT])
+        input_hw = (image_rgb.shape[0], image_rgb.shape[1])
+        if self.batches is None:
+            outputs = clock.run(self.preprocess, {PREPROCESS_INPUT: fitted})
+            return PreparedImage(input_hw, fitted, outputs[PREPROCESS_OUTPUT])
+        seat = self.batches.seat()
+        try:
+            clock.run(self.preprocess, {PREPROCESS_INPUT: fitted}, into={PREPROCESS_OUTPUT: seat.input_row})
+        finally:
+            self.batches.settle(seat)
+        return PreparedImage(input_hw, fitted, seat.input_row, seat)
 
     def encode(self, prepared: PreparedImage, clock: Clock | None = None) -> Features:
+        """The image's features: its own encoder run, or its row of its batch's run."""
         clock = clock or Clock()
-        feed = _handed(self.preprocess, self.encoder, {"image": prepared.model_input})
+        if prepared.seat is not None and self.batches is not None:
+            return Features(**self.batches.features(prepared.seat, clock))
+        feed = _handed(self.preprocess, self.encoder, {ENCODER_INPUT: prepared.model_input})
         return Features(**clock.run(self.encoder, feed, ENCODER_OUTPUTS))
 
     def decode(self, features: Features, model_points: np.ndarray, clock: Clock | None = None) -> Decoded:
@@ -268,6 +289,7 @@ def replace_encoder(segmenter: Segmenter, fp32_encoder: Graph, refused: Mapping[
         decoder=segmenter.decoder,
         procedure=segmenter.procedure,
         decoder_batch=segmenter.decoder_batch,
+        encoder_batch=segmenter.encoder_batch,
         precision="fp32",
         refused=refused,
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from vreyesam.runtime.engines.graph import Graph, Value
+from vreyesam.runtime.engines.graph import Graph, Rows, Value
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,22 @@ class Clock:
         yield
         self.stages.append((name, round((time.perf_counter() - start) * 1000.0, 3)))
 
-    def run(self, graph: Graph, feeds: Mapping[str, Value], fetch: Sequence[str] | None = None) -> dict[str, Value]:
+    def run(
+        self,
+        graph: Graph,
+        feeds: Mapping[str, Value],
+        fetch: Sequence[str] | None = None,
+        into: Mapping[str, Rows] | None = None,
+    ) -> dict[str, Value]:
         start = time.perf_counter()
         try:
-            return graph.run(feeds, fetch)
+            return graph.run(feeds, fetch, into) if into else graph.run(feeds, fetch)
         finally:
-            self.engine_ms += (time.perf_counter() - start) * 1000.0
+            self.add_engine_time((time.perf_counter() - start) * 1000.0)
+
+    def add_engine_time(self, ms: float) -> None:
+        """Engine time spent for this prediction, also by another thread (a shared encoder batch)."""
+        self.engine_ms += ms
 
     def timings(self) -> Timings:
         return Timings(tuple(self.stages), round(self.engine_ms, 3))

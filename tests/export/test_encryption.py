@@ -13,6 +13,7 @@ from vreyesam.runtime.manifest import GRAPH_ROLES, GRAPHS, MANIFEST_NAME, read_m
 from vreyesam.runtime.model import crypto
 from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
+from vreyesam.runtime.model.signature import SIGNATURE_NAME
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,8 @@ def key() -> bytes:
 @pytest.fixture(scope="module")
 def encrypted_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, key: bytes) -> Path:
     target = tmp_path_factory.mktemp("encrypted") / "model"
-    shutil.copytree(model_dir, target)
+    # Without the test model's signature: it signs the files in clear, which encryption replaces.
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns(SIGNATURE_NAME))
     _encrypt(target, read_manifest(target), key)
     return target
 

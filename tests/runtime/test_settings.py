@@ -30,6 +30,8 @@ def test_values_are_parsed_by_the_field_type(tmp_path: Path) -> None:
             "VREYESAM_MAX_WIDTH": "100",
             "VREYESAM_PRECISION": "bf16-encoder",
             "VREYESAM_DEVICE": "cpu",
+            "VREYESAM_ENCODER_BATCH": "8",
+            "VREYESAM_ENCODER_BATCH_WINDOW_MS": "1.5",
         }
     )
     assert settings.model_dir == tmp_path and settings.port == 7000
@@ -38,6 +40,7 @@ def test_values_are_parsed_by_the_field_type(tmp_path: Path) -> None:
     assert settings.queue_timeout_s == 2.5
     assert settings.decode_limits == DecodeLimits(max_width=100)
     assert (settings.precision, settings.device) == ("bf16-encoder", "cpu")
+    assert (settings.encoder_batch, settings.encoder_batch_window_ms) == (8, 1.5)
 
 
 def test_port_falls_back_to_the_spaces_variable() -> None:
@@ -67,6 +70,10 @@ def test_port_falls_back_to_the_spaces_variable() -> None:
             "VREYESAM_RAY_MAX_REPLICAS must be 0 or at least VREYESAM_RAY_REPLICAS",
         ),
         ({"VREYESAM_RAY_GPUS": "0"}, "VREYESAM_RAY_GPUS has an invalid value"),
+        ({"VREYESAM_ENCODER_BATCH": "0"}, "VREYESAM_ENCODER_BATCH must be between 1 (off) and 64"),
+        ({"VREYESAM_ENCODER_BATCH": "65"}, "VREYESAM_ENCODER_BATCH must be between 1 (off) and 64"),
+        ({"VREYESAM_ENCODER_BATCH_WINDOW_MS": "0"}, "VREYESAM_ENCODER_BATCH_WINDOW_MS has an invalid value"),
+        ({"VREYESAM_ENCODER_BATCH_WINDOW_MS": "1500"}, "VREYESAM_ENCODER_BATCH_WINDOW_MS must be at most 1000"),
     ],
 )
 def test_invalid_values_name_their_variable(environ: dict[str, str], message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from vreyesam.runtime.engines.devices import cuda_device_count
 from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, read_manifest, sha256_hex
 from vreyesam.runtime.model import variants
 from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
+from vreyesam.runtime.model.batching import UNBATCHED, BatchPolicy
 from vreyesam.runtime.model.loader import LoadOptions, artifacts_for, load_options, load_segmenter, plan
 from vreyesam.runtime.settings import Settings
 
@@ -140,3 +142,11 @@ def test_a_device_that_is_not_there_is_refused(model_dir: Path) -> None:
         plan(manifest, LoadOptions(device="cuda"))
     providers, choice = plan(manifest, LoadOptions(device="cpu", precision="fp32"))
     assert providers == ["CPUExecutionProvider"] and choice.name == "fp32"
+
+
+def test_encoder_batching_is_off_unless_set_and_the_self_test_passes_through_it(model_dir: Path) -> None:
+    assert load_options(Settings()).encoder_batch == UNBATCHED
+    options = load_options(Settings(encoder_batch=2, encoder_batch_window_ms=1.0))
+    assert options.encoder_batch == BatchPolicy(max_images=2, window_ms=1.0)
+    loaded = load_segmenter(model_dir, replace(options, device="cpu", precision="fp32", allow_random_weights=True))
+    assert loaded.batches is not None and loaded.batches.runs >= 1  # the golden self-test ran batched

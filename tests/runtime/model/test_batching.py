@@ -1,0 +1,148 @@
+"""Encoder batching on onnxruntime's CPU provider: images that share an encoder run get exactly the results
+they get alone, and nothing one seated image does (a bad prompt, a failed run) stalls or corrupts another.
+
+Batches here close because they are full (a window of a minute never passes) or because their window is
+zero: the tests synchronise on the batch, never on how long inference takes.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vreyesam.runtime.engines.graph import Rows
+from vreyesam.runtime.manifest import PREPROCESS_INPUT, PREPROCESS_OUTPUT
+from vreyesam.runtime.model import preprocess
+from vreyesam.runtime.model.batching import BatchPolicy
+from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, PromptOutsideImage, Segmenter
+from vreyesam.runtime.tools.synth import generate
+
+NEVER_MS = 60_000.0  # a window no test waits out: a batch closes when it is full
+
+
+def batched(segmenter: Segmenter, policy: BatchPolicy, encoder: Any = None) -> Segmenter:
+    """The session's fp32 CPU model with encoder batching (the same loaded graphs)."""
+    return Segmenter(
+        manifest=segmenter.manifest,
+        preprocess=segmenter.preprocess,
+        encoder=encoder or segmenter.encoder,
+        decoder=segmenter.decoder,
+        procedure=segmenter.procedure,
+        decoder_batch=segmenter.decoder_batch,
+        encoder_batch=policy,
+    )
+
+
+@pytest.fixture(scope="module")
+def eyes() -> list[np.ndarray]:
+    # Three sizes, so that the rows of a batch come from differently fitted images.
+    sizes = [(400, 300), (240, 320), (333, 250)]
+    return [generate(seed=30 + i, n=1, width=w, height=h)[0][1] for i, (w, h) in enumerate(sizes)]
+
+
+OPTIONS = PredictOptions(points=3, keep_logits=True)
+
+
+@pytest.fixture(scope="module")
+def alone(segmenter: Segmenter, eyes: list[np.ndarray]) -> list[Prediction]:
+    return [segmenter.predict(eye, OPTIONS) for eye in eyes]
+
+
+def assert_identical(got: Prediction, expected: Prediction) -> None:
+    assert got.low_res_logits is not None and expected.low_res_logits is not None
+    assert np.array_equal(got.low_res_logits, expected.low_res_logits)  # bit for bit
+    assert np.array_equal(got.scores, expected.scores)
+    for name in ("binary", "probability", "uncertainty"):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+    assert got.statistics == expected.statistics
+
+
+def test_images_in_one_batch_get_their_results_alone_bit_for_bit(
+    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+) -> None:
+    model = batched(segmenter, BatchPolicy(max_images=len(eyes), window_ms=NEVER_MS))
+    with ThreadPoolExecutor(len(eyes)) as pool:
+        together = list(pool.map(lambda eye: model.predict(eye, OPTIONS), eyes))
+    assert model.batches is not None
+    assert (model.batches.runs, model.batches.images) == (1, 3)  # one encoder run for the three
+    for got, expected in zip(together, alone, strict=True):
+        assert_identical(got, expected)
+        # The shared run is engine time for each image it was waited for: `host` stays what the host did.
+        host = got.timings.as_dict()["host"]
+        assert 0.0 <= host < dict(got.timings.stages)["encoder"]
+
+
+def test_a_window_closes_a_batch_that_is_not_full(
+    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+) -> None:
+    model = batched(segmenter, BatchPolicy(max_images=4, window_ms=0.0))
+    assert_identical(model.predict(eyes[0], OPTIONS), alone[0])
+    assert model.batches is not None and (model.batches.runs, model.batches.images) == (1, 1)
+
+
+def test_a_bad_prompt_does_not_stall_or_change_the_others(
+    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+) -> None:
+    model = batched(segmenter, BatchPolicy(max_images=2, window_ms=NEVER_MS))
+    outside = PredictOptions(explicit_points=np.array([[10_000.0, 5.0]]))
+    with ThreadPoolExecutor(2) as pool:
+        refused = pool.submit(model.predict, eyes[2], outside)
+        served = pool.submit(model.predict, eyes[1], OPTIONS)
+        with pytest.raises(PromptOutsideImage):
+            refused.result()
+        assert_identical(served.result(), alone[1])
+    assert model.batches is not None and (model.batches.runs, model.batches.images) == (1, 2)
+
+
+class FailingEncoder:
+    """The real encoder, whose runs fail once `broken` is set (an engine error during a batch)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self._encoder = encoder
+        self.broken = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def run(self, feeds: Any, fetch: Any = None, into: Any = None) -> Any:
+        if self.broken.is_set():
+            raise RuntimeError("the engine failed")
+        return self._encoder.run(feeds, fetch)
+
+
+def test_a_failed_batch_fails_every_image_in_it_and_the_next_batch_runs(
+    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+) -> None:
+    encoder = FailingEncoder(segmenter.encoder)
+    model = batched(segmenter, BatchPolicy(max_images=2, window_ms=NEVER_MS), encoder)
+    encoder.broken.set()
+    with ThreadPoolExecutor(2) as pool:
+        failed = [pool.submit(model.predict, eye, OPTIONS) for eye in eyes[:2]]
+        for future in failed:
+            with pytest.raises(RuntimeError, match="the engine failed"):
+                future.result()
+    encoder.broken.clear()
+    with ThreadPoolExecutor(2) as pool:
+        again = list(pool.map(lambda eye: model.predict(eye, OPTIONS), eyes[:2]))
+    for got, expected in zip(again, alone[:2], strict=True):
+        assert_identical(got, expected)
+
+
+def test_preprocessing_writes_a_row_of_a_batch_in_place(segmenter: Segmenter, eyes: list[np.ndarray]) -> None:
+    graph = segmenter.preprocess
+    fitted = preprocess.fit_image(eyes[0], segmenter.manifest.preprocessing.fit_size)
+    plain = graph.to_host(graph.run({PREPROCESS_INPUT: fitted})[PREPROCESS_OUTPUT])
+    size = segmenter.manifest.preprocessing.image_size
+    batch = graph.allocate((3, 3, size, size), np.dtype(np.float32))
+    graph.to_host(batch)[:] = -7.0
+    written = graph.run({PREPROCESS_INPUT: fitted}, into={PREPROCESS_OUTPUT: Rows(batch, 1)})
+    assert written[PREPROCESS_OUTPUT] == Rows(batch, 1)
+    rows = graph.to_host(batch)
+    assert np.array_equal(rows[1:2], plain)
+    assert (rows[0] == -7.0).all() and (rows[2] == -7.0).all()  # its neighbours untouched
+    with pytest.raises(IndexError):
+        graph.run({PREPROCESS_INPUT: fitted}, into={PREPROCESS_OUTPUT: Rows(batch, 3)})
