@@ -45,7 +45,7 @@ EXPORT_INPUTS := $(shell $(PYTHON) .ci/export_inputs.py)
 SCRATCH := $(CURDIR)/build-out/scratch
 fresh_scratch = rm -rf $(SCRATCH)/$(1) && mkdir -p $(SCRATCH)/$(1)
 
-.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-short torch-cpu-env lint clean
+.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-confident bench-short torch-cpu-env lint clean
 
 $(BUILD_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(BUILD_VENV)
@@ -157,6 +157,17 @@ test: test-builder test-serving test-ray test-deploy
 bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done $(TORCH_CPU_VENV)/.done
 	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --serve-python $(SERVE_PY) --torch-cpu-python $(TORCH_CPU_PY) \
 	  --json build-out/bench.json
+
+# The second workload: weights with confident logits (benchmarks/confident_weights.py: the test model's random
+# initialisation with its prompt encoder and mask decoder trained on synthetic eyes), exported like any weights.
+CONFIDENT_MODEL := build-out/confident-model
+$(CONFIDENT_MODEL)/manifest.json: $(BUILD_VENV)/.done
+	$(BUILD_PY) -m benchmarks.confident_weights --out build-out/confident.pt
+	$(BUILD_VENV)/bin/vreyesam export --weights build-out/confident.pt --out $(CONFIDENT_MODEL) --force
+
+bench-confident: $(CONFIDENT_MODEL)/manifest.json $(SERVE_VENV)/.done $(TORCH_CPU_VENV)/.done
+	$(BUILD_PY) -m benchmarks.bench --model $(CONFIDENT_MODEL) --serve-python $(SERVE_PY) \
+	  --torch-cpu-python $(TORCH_CPU_PY) --json build-out/bench-confident.json
 
 bench-short: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
 	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --images 1 --repeats 1 --short --serve-python $(SERVE_PY) \

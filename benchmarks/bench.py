@@ -254,6 +254,31 @@ def _contestants(device: str, model: Path, torch_cpu: bool) -> list[str]:
     return names
 
 
+def workload_model(model: Path) -> dict[str, object]:
+    """The model's weights, each variant's verdict at export (worst logits error, final-mask IoU) and the
+    variant `VREYESAM_PRECISION=auto` serves with it on this machine's CPU and on a GPU."""
+    from vreyesam.runtime.engines.openvino_graph import bf16_supported
+    from vreyesam.runtime.manifest import read_manifest
+    from vreyesam.runtime.model.variants import choose_variant
+
+    manifest = read_manifest(model)
+    verdicts: dict[str, object] = {}
+    for name, variant in manifest.variants.items():
+        worst = variant.fidelity.worst
+        verdicts[name] = {
+            "passed": variant.passed,
+            "logits_relative_error": worst.logits_relative_error if worst else None,
+            "final_mask_iou": worst.final_mask_iou if worst else None,
+            "problems": list(variant.fidelity.problems),
+        }
+    return {
+        "weights": manifest.model_version,
+        "variants": verdicts,
+        "auto_on_this_cpu": choose_variant(manifest, "auto", True, bf16_supported).name,
+        "auto_on_a_gpu": choose_variant(manifest, "auto", False, bf16_supported).name,
+    }
+
+
 def _run_worker(args: argparse.Namespace, contestant: str) -> dict[str, object]:
     # The CPU build of torch lives in an environment of its own; every other contestant runs in this one.
     python = args.torch_cpu_python if contestant.startswith("torch-cpu-") else sys.executable
@@ -399,8 +424,12 @@ def parent_main(args: argparse.Namespace) -> int:
     machine = {**_machine(), "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()}}
     print(f"{machine['cpu']}, {machine['cpu_count']} CPUs, load average before/after {load_before} / {os.getloadavg()}")
     print(table(rows))
+    model = workload_model(args.model)
+    verdicts = {name: verdict["passed"] for name, verdict in model["variants"].items()}  # type: ignore[attr-defined]
+    print(f"model {model['weights']}: variants passed {verdicts}; auto serves {model['auto_on_this_cpu']} here")
     report = {
         "machine": machine,
+        "model": model,
         "device": args.device,
         "images": args.images,
         "repeats": args.repeats,
