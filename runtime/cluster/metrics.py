@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from ray.util import metrics as ray_metrics
 
 from vreyesam.runtime.telemetry.metrics import (
+    BATCH_BUCKETS,
     MODEL_LABELS,
     OUTCOMES,
     PREFIX,
@@ -42,6 +43,10 @@ class RayRecorder:
         self.stage = ray_metrics.Histogram(
             f"{PREFIX}_stage_duration_seconds", "Time of each stage of a prediction (queue: the wait for a slot).",
             list(SECONDS_BUCKETS), ("stage",),
+        )  # fmt: skip
+        self.batch = ray_metrics.Histogram(
+            f"{PREFIX}_encoder_batch_images", "Images in the encoder run of each prediction (1: encoded alone).",
+            list(BATCH_BUCKETS),
         )  # fmt: skip
         self.running = ray_metrics.Gauge(f"{PREFIX}_inflight_requests", "Predictions running now.")
         self.waiting = ray_metrics.Gauge(f"{PREFIX}_queued_requests", "Predictions waiting for a slot now.")
@@ -81,6 +86,9 @@ class RayRecorder:
         for stage, value in seconds.items():
             if stage in STAGES:
                 self.stage.observe(value, {"stage": stage})
+
+    def encoder_batch(self, images: int) -> None:
+        self.batch.observe(images)
 
     def admission(self, running: int, waiting: int) -> None:
         self.running.set(running)

@@ -130,6 +130,7 @@ class AccessLogMiddleware:
         self.recorder.request(route_of(path), status, outcome, seconds, received)
         if timings:
             self.recorder.stages({stage: ms / 1000.0 for stage, ms in timings.items()})
+            self.recorder.encoder_batch(state.get("encoder_batch_images", 1))
         span = state.get("span")
         fields = {
             "request_id": state["request_id"],

@@ -159,6 +159,7 @@ async def predict(
         "request": round((time.perf_counter() - started) * 1000.0, 3),
     }
     request.state.timings_ms = timings  # for the access log line and the metrics
+    request.state.encoder_batch_images = result.encoder_batch_images
     stages = [(stage, timings[stage]) for stage in ("queue", *STAGES)]
     edge.tracing.stages(getattr(request.state, "span", None), queued_ns, stages)
     if wants_png:

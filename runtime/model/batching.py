@@ -64,6 +64,11 @@ class Seat:
     def input_row(self) -> Rows:
         return Rows(self.batch.inputs, self.row)
 
+    @property
+    def images(self) -> int:
+        """Images seated in its batch (all of them, once the batch ran)."""
+        return self.batch.seated
+
 
 class EncoderBatches:
     """The open batch of one encoder; safe to use from any number of threads."""

@@ -53,6 +53,7 @@ class Segmentation:
     parameters: Parameters
     statistics: MaskStatistics
     timings_ms: dict[str, float]  # STAGES, then `total` (their sum) and `host` (outside engine runs)
+    encoder_batch_images: int = 1  # images in the encoder run this image was in (1: alone)
     pngs: dict[OutputKind, bytes] = field(default_factory=dict)
     mask_rle: dict[str, Any] | None = None
 
@@ -101,6 +102,7 @@ def segment(
         parameters=prediction.parameters,
         statistics=prediction.statistics,
         timings_ms=timings,
+        encoder_batch_images=prediction.encoder_batch_images,
         pngs=pngs,
         mask_rle=rle,
     )

@@ -121,6 +121,7 @@ class Prediction:
     low_res_logits: np.ndarray | None  # Nx256x256 float32, when kept
     statistics: procedure.MaskStatistics
     timings: Timings = field(default_factory=Timings)
+    encoder_batch_images: int = 1  # images in the encoder run this image was in (1: alone)
 
 
 def _handed(source: Graph, target: Graph, values: Mapping[str, Value]) -> dict[str, Value]:
@@ -276,6 +277,7 @@ class Segmenter:
             low_res_logits=logits,
             statistics=procedure.mask_statistics(int(maps["area_px"]), prepared.input_hw, decoded.scores),
             timings=clock.timings(),
+            encoder_batch_images=prepared.seat.images if prepared.seat is not None else 1,
         )
 
 

@@ -57,6 +57,7 @@ REJECTIONS = ("queue_full", "queue_timeout", "body_budget", "body_timeout", "hea
 # From 1 ms (a GPU's stage) to 2 min (a 2-core CPU's queue): every deployment's latencies fall inside.
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BYTES_BUCKETS = tuple(float(1024 * 4**power) for power in range(10))  # 1 KiB ... 256 MiB
+BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # images per encoder run (at most 64)
 
 
 class Recorder(Protocol):
@@ -65,6 +66,8 @@ class Recorder(Protocol):
     def request(self, route: str, status: int, outcome: str, seconds: float, body_bytes: int) -> None: ...
 
     def stages(self, seconds: Mapping[str, float]) -> None: ...
+
+    def encoder_batch(self, images: int) -> None: ...
 
     def admission(self, running: int, waiting: int) -> None: ...
 
@@ -119,6 +122,10 @@ class PrometheusRecorder:
         self.body = Histogram(
             f"{PREFIX}_request_body_bytes", "Size of the prediction requests' bodies.",
             buckets=BYTES_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.batch = Histogram(
+            f"{PREFIX}_encoder_batch_images", "Images in the encoder run of each prediction (1: encoded alone).",
+            buckets=BATCH_BUCKETS, registry=reg,
         )  # fmt: skip
         self.running = Gauge(
             f"{PREFIX}_inflight_requests", "Predictions running now.", registry=reg, multiprocess_mode="livesum"
@@ -184,6 +191,9 @@ class PrometheusRecorder:
             if stage in STAGES:
                 self.stage.labels(stage).observe(value)
 
+    def encoder_batch(self, images: int) -> None:
+        self.batch.observe(images)
+
     def admission(self, running: int, waiting: int) -> None:
         self.running.set(running)
         self.waiting.set(waiting)
@@ -228,6 +238,9 @@ class NoRecorder:
         pass
 
     def stages(self, seconds: Mapping[str, float]) -> None:
+        pass
+
+    def encoder_batch(self, images: int) -> None:
         pass
 
     def admission(self, running: int, waiting: int) -> None:

@@ -1,5 +1,6 @@
 """The confident-logits workload's weights: a strict SAM2 Hiera-S state dict, the random initialisation of
-the test model but for the trained prompt encoder and mask decoder, its training loss falling."""
+the test model but for the trained neck, prompt encoder and mask decoder, its training loss falling, and
+the replayed trunk giving the encoder's own features."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ def test_only_the_prompt_side_is_trained_and_the_export_accepts_it(tmp_path: Pat
     from benchmarks import confident_weights
     from vreyesam.export.model import build_random, load_state_dict_strict
 
-    sam = confident_weights.build_random(0)
-    reference = confident_weights.TorchReference(sam, confident_weights.Preprocessing())
-    samples = confident_weights.training_set(1, reference.prep)
-    features = [reference.features(fitted) for fitted, _ in samples]
-    figures = confident_weights.train(sam, reference, samples, features, steps=6, prompts=4, rate=1e-3)
+    sam = build_random(0)
+    trainer = confident_weights.Trainer(sam, confident_weights.training_set(1, confident_weights.Preprocessing()))
+    replayed = trainer.features(0)
+    whole = trainer.reference.features(trainer.samples[0][0])
+    assert all(torch.equal(a, b) for a, b in zip(replayed, whole, strict=True))
+    figures = trainer.train(steps=6, prompts=4, rate=1e-3, neck=True)
     assert figures["last_loss"] < figures["first_loss"]
     out = tmp_path / "confident.pt"
     torch.save(sam.state_dict(), out)
@@ -30,4 +32,6 @@ def test_only_the_prompt_side_is_trained_and_the_export_accepts_it(tmp_path: Pat
     load_state_dict_strict(build_random(0), loaded)  # what `vreyesam export --weights` checks
     original = build_random(0).state_dict()
     changed = {name for name, tensor in loaded.items() if not torch.equal(tensor, original[name])}
-    assert changed and all(name.startswith(confident_weights.TRAINED_PREFIXES) for name in changed)
+    trained = (*confident_weights.DECODER_PREFIXES, confident_weights.NECK_PREFIX)
+    assert changed and all(name.startswith(trained) for name in changed)
+    assert any(name.startswith(confident_weights.NECK_PREFIX) for name in changed)

@@ -71,6 +71,7 @@ def test_images_in_one_batch_get_their_results_alone_bit_for_bit(
     assert (model.batches.runs, model.batches.images) == (1, 3)  # one encoder run for the three
     for got, expected in zip(together, alone, strict=True):
         assert_identical(got, expected)
+        assert got.encoder_batch_images == 3 and expected.encoder_batch_images == 1
         # The shared run is engine time for each image it was waited for: `host` stays what the host did.
         host = got.timings.as_dict()["host"]
         assert 0.0 <= host < dict(got.timings.stages)["encoder"]

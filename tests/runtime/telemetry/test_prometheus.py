@@ -130,6 +130,9 @@ def test_every_stage_histogram_holds_every_prediction(scraped: Prometheus) -> No
     counts = {row["metric"]["stage"]: float(row["value"][1]) for row in result}
     assert counts == dict.fromkeys(("queue", "decode", "preprocess", "encoder", "decoder", "procedure", "render"), 4.0)
     assert scraped.value('vreyesam_request_duration_seconds_count{route="predict"}') == 9
+    # Encoder batching is off: each prediction was an encoder run of its own.
+    assert scraped.value("vreyesam_encoder_batch_images_count") == 4
+    assert scraped.value("vreyesam_encoder_batch_images_sum") == 4
     assert scraped.value("vreyesam_model_ready") == 1
     (info,) = scraped.query("vreyesam_model_info")
     assert info["metric"]["name"] == "vreyesam-sam2-hiera-s" and info["metric"]["precision"]
