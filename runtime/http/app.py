@@ -39,8 +39,9 @@ from vreyesam.runtime.http.body_limit import BodyBudget, BodyLimitMiddleware
 from vreyesam.runtime.http.errors import ApiError, error_answer, json_error_body
 from vreyesam.runtime.http.logs import AccessLogMiddleware
 from vreyesam.runtime.media.decode import ImageInputError
+from vreyesam.runtime.model.procedure import PromptOutsideImage
 from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, segment
-from vreyesam.runtime.model.segmenter import PromptOutsideImage, Segmenter
+from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, Settings, read_secret_lines
 from vreyesam.runtime.telemetry.metrics import Limits, NoRecorder, Recorder, process_recorder
 from vreyesam.runtime.telemetry.tracing import Tracing, process_tracing

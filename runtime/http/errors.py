@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from vreyesam.runtime.http.admission import Overloaded
 from vreyesam.runtime.media.decode import ImageInputError, ImageTooLarge, UnsupportedFormat
-from vreyesam.runtime.model.segmenter import PromptOutsideImage
+from vreyesam.runtime.model.procedure import PromptOutsideImage
 
 log = logging.getLogger("vreyesam.server")
 

@@ -17,10 +17,24 @@ import numpy as np
 MAX_POINTS = 64  # prompts per image at most: the API's bound, and a GPU decodes that many in one call
 
 
+class PromptOutsideImage(ValueError):
+    """An explicit prompt point lies outside the image (a caller's mistake)."""
+
+
 def sample_points(fitted_hw: tuple[int, int], count: int, seed: int) -> np.ndarray:
     """count x 1 x 2 int64 (x, y) points, each coordinate in [0, min(h, w)), from a private seeded RNG."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, min(fitted_hw), size=(count, 1, 2))
+
+
+def explicit_points(points_xy: np.ndarray, input_hw: tuple[int, int], fitted_hw: tuple[int, int]) -> np.ndarray:
+    """Nx2 (x, y) in input pixels -> Nx1x2 in the fitted frame; PromptOutsideImage for a point off the image."""
+    points = np.asarray(points_xy, dtype=np.float64)
+    (in_h, in_w), (fit_h, fit_w) = input_hw, fitted_hw
+    inside = np.isfinite(points).all() and (points >= 0).all() and (points[:, 0] < in_w).all()
+    if not (inside and (points[:, 1] < in_h).all()):
+        raise PromptOutsideImage("parameter 'prompts' holds a point outside the image")
+    return (points * np.asarray([fit_w / in_w, fit_h / in_h]))[:, None, :]
 
 
 def to_model_frame(points: np.ndarray, fitted_hw: tuple[int, int], image_size: int) -> np.ndarray:

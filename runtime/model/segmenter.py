@@ -34,10 +34,6 @@ from vreyesam.runtime.model.timing import Clock, Timings
 from vreyesam.runtime.vocabulary import MAP_NAMES, MapName, Precision
 
 
-class PromptOutsideImage(ValueError):
-    """An explicit prompt point lies outside the image (a caller's mistake)."""
-
-
 @dataclass(frozen=True)
 class Parameters:
     """The procedure's parameters one prediction ran with, every default resolved."""
@@ -247,7 +243,7 @@ class Segmenter:
     ) -> np.ndarray:
         """Nx1x2 points (x, y) in the fitted frame: the caller's `explicit` Nx2 ones, or the seeded sample."""
         if explicit is not None:
-            return explicit_prompts(explicit, prepared)
+            return procedure.explicit_points(explicit, prepared.input_hw, prepared.fitted_hw)
         return procedure.sample_points(prepared.fitted_hw, parameters.points, parameters.seed)
 
     def predict(self, image_rgb: np.ndarray, options: PredictOptions | None = None) -> Prediction:
@@ -295,13 +291,3 @@ def replace_encoder(segmenter: Segmenter, fp32_encoder: Graph, refused: Mapping[
         precision="fp32",
         refused=refused,
     )
-
-
-def explicit_prompts(points_xy: np.ndarray, prepared: PreparedImage) -> np.ndarray:
-    """Nx2 (x, y) in input pixels -> Nx1x2 in the fitted frame; PromptOutsideImage for a point off the image."""
-    points = np.asarray(points_xy, dtype=np.float64)
-    (in_h, in_w), (fit_h, fit_w) = prepared.input_hw, prepared.fitted_hw
-    inside = np.isfinite(points).all() and (points >= 0).all() and (points[:, 0] < in_w).all()
-    if not (inside and (points[:, 1] < in_h).all()):
-        raise PromptOutsideImage("parameter 'prompts' holds a point outside the image")
-    return (points * np.asarray([fit_w / in_w, fit_h / in_h]))[:, None, :]

@@ -29,8 +29,9 @@ from vreyesam.runtime.media.decode import DEFAULT_LIMITS, ImageInputError
 from vreyesam.runtime.media.files import write_bytes_atomic
 from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.model.agreement import iou_from_counts
+from vreyesam.runtime.model.procedure import PromptOutsideImage
 from vreyesam.runtime.model.segment import SegmentRequest, segment
-from vreyesam.runtime.model.segmenter import PromptOutsideImage, Segmenter
+from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, SettingsError
 from vreyesam.runtime.tools.inputs import UsageError
 from vreyesam.runtime.tools.model_flags import add_model_flags

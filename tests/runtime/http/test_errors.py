@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from vreyesam.runtime.http.admission import Overloaded
 from vreyesam.runtime.http.errors import ApiError, ErrorAnswer, error_answer, json_error_body
 from vreyesam.runtime.media.decode import ImageTooLarge, UndecodableImage, UnsupportedFormat
-from vreyesam.runtime.model.segmenter import PromptOutsideImage
+from vreyesam.runtime.model.procedure import PromptOutsideImage
 
 
 @pytest.mark.parametrize(

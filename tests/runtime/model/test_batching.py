@@ -18,7 +18,8 @@ from vreyesam.runtime.engines.graph import Rows
 from vreyesam.runtime.manifest import PREPROCESS_INPUT, PREPROCESS_OUTPUT
 from vreyesam.runtime.model import preprocess
 from vreyesam.runtime.model.batching import BatchPolicy
-from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, PromptOutsideImage, Segmenter
+from vreyesam.runtime.model.procedure import PromptOutsideImage
+from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter
 from vreyesam.runtime.tools.synth import generate
 
 NEVER_MS = 60_000.0  # a window no test waits out: a batch closes when it is full
