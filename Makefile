@@ -167,7 +167,7 @@ $(CONFIDENT_MODEL)/manifest.json: $(BUILD_VENV)/.done
 
 bench-confident: $(CONFIDENT_MODEL)/manifest.json $(SERVE_VENV)/.done $(TORCH_CPU_VENV)/.done
 	$(BUILD_PY) -m benchmarks.bench --model $(CONFIDENT_MODEL) --serve-python $(SERVE_PY) \
-	  --torch-cpu-python $(TORCH_CPU_PY) --json build-out/bench-confident.json
+	  --torch-cpu-python $(TORCH_CPU_PY) --weights build-out/confident.pt --json build-out/bench-confident.json
 
 bench-short: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
 	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --images 1 --repeats 1 --short --serve-python $(SERVE_PY) \

@@ -14,7 +14,9 @@ Workload: synthetic 400x300 eye images (VRBiom size) plus one 1920x1080 image, t
   with the default JSON answer; its overhead is reported against the in-process run of the same variant.
 Figures: end-to-end p50/p90 per image, images/s, encoder and decoder time, cold start, peak RSS, and
 fidelity against torch-fp32 (final-mask IoU, logits relative error, per-prompt mask IoU on the pixels where
-the reference logit is confident). Ratios are computed pair by pair against every torch contestant.
+the reference logit is confident). Ratios are computed pair by pair against every torch contestant. On the
+CPU the run ends with the machine's matrix-product rate (fp32, bf16) and each network's GFLOP/s as a share
+of it (`benchmarks.matrix_peak`), and the model's variant verdicts and what `auto` serves with it.
 Needs the builder environment (torch, sam2, torchvision) for the reference contestants.
 """
 
@@ -421,6 +423,7 @@ def parent_main(args: argparse.Namespace) -> int:
                 if name == "torch-fp32":
                     raise  # every fidelity figure is measured against it
         add_ratios(rows)
+    peaks = _matrix_peaks(args, rows)
     machine = {**_machine(), "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()}}
     print(f"{machine['cpu']}, {machine['cpu_count']} CPUs, load average before/after {load_before} / {os.getloadavg()}")
     print(table(rows))
@@ -430,6 +433,7 @@ def parent_main(args: argparse.Namespace) -> int:
     report = {
         "machine": machine,
         "model": model,
+        "matrix_peak": peaks,
         "device": args.device,
         "images": args.images,
         "repeats": args.repeats,
@@ -441,6 +445,23 @@ def parent_main(args: argparse.Namespace) -> int:
     if failed:
         print(f"failed contestants: {failed}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _matrix_peaks(args: argparse.Namespace, rows: list[dict[str, object]]) -> dict[str, object]:
+    """The CPU's matrix-product rates after the contestants (same threads), and each network's share of them."""
+    if args.device != "cpu" or args.short:
+        return {}
+    from benchmarks import matrix_peak
+
+    rates = {name: round(rate, 1) for name, rate in matrix_peak.matrix_rates(args.threads).items()}
+    print(f"matrix product {matrix_peak.SIZE}x{matrix_peak.SIZE}: {rates} GFLOP/s")
+    try:
+        shares = matrix_peak.graph_shares(rows, args.model, rates)
+    except ImportError:  # the work counter needs the onnx package
+        return {"matrix_gflop_per_s": rates}
+    for name, figures in shares["contestants"].items():
+        print(f"  {name}: {figures}")
+    return {"matrix_gflop_per_s": rates, **shares}
 
 
 def _cpu_model() -> str:
