@@ -84,7 +84,7 @@ class OnnxRuntimeGraph:
     def allocate(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Value:
         if self._device == "cpu":
             return np.empty(shape, dtype)
-        return ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self._device, 0)
+        return ort.OrtValue.ortvalue_from_shape_and_type(shape, np.dtype(dtype).type, self._device, 0)
 
     def to_host(self, value: Value) -> np.ndarray:
         if isinstance(value, Rows):

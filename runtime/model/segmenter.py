@@ -149,9 +149,8 @@ class Segmenter:
         self.preprocess, self.encoder, self.decoder, self.procedure = preprocess, encoder, decoder, procedure
         self.decoder_batch = max(1, decoder_batch)
         self.encoder_batch = encoder_batch
-        image_shape = (3, manifest.preprocessing.image_size, manifest.preprocessing.image_size)
-        batches = EncoderBatches(preprocess, encoder, image_shape, encoder_batch) if encoder_batch.enabled else None
-        self.batches = batches
+        shape = (3, manifest.preprocessing.image_size, manifest.preprocessing.image_size)  # one image's input
+        self.batches = EncoderBatches(preprocess, encoder, shape, encoder_batch) if encoder_batch.enabled else None
         self.self_test_seconds = 0.0  # the golden self-test's time, set by the loader before it is shared
 
     @property

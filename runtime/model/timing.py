@@ -48,7 +48,7 @@ class Clock:
     ) -> dict[str, Value]:
         start = time.perf_counter()
         try:
-            return graph.run(feeds, fetch, into) if into else graph.run(feeds, fetch)
+            return graph.run(feeds, fetch, into)
         finally:
             self.add_engine_time((time.perf_counter() - start) * 1000.0)
 

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from vreyesam.runtime.engines.graph import Rows
@@ -148,3 +149,15 @@ def test_preprocessing_writes_a_row_of_a_batch_in_place(segmenter: Segmenter, ey
     assert (rows[0] == -7.0).all() and (rows[2] == -7.0).all()  # its neighbours untouched
     with pytest.raises(IndexError):
         graph.run({PREPROCESS_INPUT: fitted}, into={PREPROCESS_OUTPUT: Rows(batch, 3)})
+
+
+def test_rows_of_an_engine_value_are_bound_by_address(segmenter: Segmenter, eyes: list[np.ndarray]) -> None:
+    """The GPU's way (a batch allocated as an OrtValue, bound at an offset), on the CPU's memory."""
+    graph = segmenter.preprocess
+    fitted = preprocess.fit_image(eyes[1], segmenter.manifest.preprocessing.fit_size)
+    plain = graph.to_host(graph.run({PREPROCESS_INPUT: fitted})[PREPROCESS_OUTPUT])
+    size = segmenter.manifest.preprocessing.image_size
+    batch = ort.OrtValue.ortvalue_from_numpy(np.full((2, 3, size, size), -7.0, np.float32))
+    graph.run({PREPROCESS_INPUT: fitted}, into={PREPROCESS_OUTPUT: Rows(batch, 1)})
+    assert np.array_equal(graph.to_host(Rows(batch, 1)), plain)
+    assert (graph.to_host(Rows(batch, 0)) == -7.0).all()
