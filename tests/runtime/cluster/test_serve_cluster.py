@@ -135,13 +135,15 @@ def test_the_replicas_metrics_reach_prometheus_as_the_plain_servers_do(
     with prometheus_harness.running_prometheus(
         tmp_path / "prometheus", config={"global": {"scrape_interval": "1s"}, "scrape_configs": [scrape]}
     ) as prom:
-        query = 'sum(vreyesam_requests_total{route="predict",outcome="ok"})'
-        deadline = time.monotonic() + 120  # Ray reports its processes' metrics to the node every few seconds
-        while (prom.value(query) or 0) < 2:
-            assert time.monotonic() < deadline, prom.query('{__name__=~".*vreyesam.*"}')[:5]
+        # Ray reports each process's metrics to its node every few seconds, each replica on its own clock: wait
+        # until both requests and both replicas' readiness have arrived.
+        answered, ready = 'sum(vreyesam_requests_total{route="predict",outcome="ok"})', "sum(vreyesam_model_ready)"
+        deadline = time.monotonic() + 120
+        while (prom.value(answered) or 0) < 2 or (prom.value(ready) or 0) < 2:
+            names = sorted({row["metric"]["__name__"] for row in prom.query('{__name__=~"vreyesam_.+"}')})
+            assert time.monotonic() < deadline, (prom.value(answered), prom.value(ready), names)
             time.sleep(1)
-        names = sorted({row["metric"]["__name__"] for row in prom.query('{__name__=~"vreyesam_.+"}')})
-        assert prom.value("sum(vreyesam_model_ready)") == 2, names  # both replicas
+        assert prom.value(ready) == 2  # both replicas, and no more
         assert prom.value('sum(vreyesam_stage_duration_seconds_count{stage="encoder"})') >= 2
         assert not prom.query('{__name__=~"ray_vreyesam_.+"}')  # renamed, none left under Ray's prefix
 
