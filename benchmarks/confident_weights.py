@@ -95,7 +95,7 @@ class Trainer:
         optimiser = torch.optim.Adam(trained, lr=rate)
         fixed = None if neck else [self.features(index) for index in range(len(self.samples))]
         image_size = self.reference.prep.image_size
-        first_loss = last_loss = 0.0
+        losses = []
         for step in range(steps):
             index = step % len(self.samples)
             fitted, target = self.samples[index]
@@ -108,11 +108,10 @@ class Trainer:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            last_loss = float(loss.detach())
-            first_loss = first_loss or last_loss
+            losses.append(float(loss.detach()))
         for parameter in self.sam.parameters():
             parameter.requires_grad_(False)
-        return {"first_loss": first_loss, "last_loss": last_loss}
+        return {"first_loss": losses[0], "last_loss": losses[-1]}
 
     @torch.no_grad()
     def confidence(self) -> dict[str, float]:
@@ -140,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         "--neck", action=argparse.BooleanOptionalAction, default=True, help="train the encoder's neck too"
     )
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
     sam = build_random(0)
     trainer = Trainer(sam, training_set(args.images, Preprocessing()))
