@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-from vreyesam.runtime.manifest import DECODER, ENCODER, read_manifest
+from vreyesam.runtime.manifest import DECODER, DECODER_PROMPT_AXIS, ENCODER, ENCODER_BATCH_AXIS, read_manifest
 
 COUNTED = {"MatMul", "Gemm", "Conv", "ConvTranspose"}
 Shape = tuple[int, ...]
@@ -81,8 +81,8 @@ def graph_macs(path: Path, dims: dict[str, int]) -> int:
 def network_gflop(model_dir: Path, prompts: int) -> dict[str, float]:
     """GFLOP (2 per multiply-accumulate) of the encoder for one image and the decoder for `prompts` prompts."""
     manifest = read_manifest(model_dir)
-    encoder = graph_macs(model_dir / manifest.artifacts[ENCODER].file, {"batch": 1})
-    decoder = graph_macs(model_dir / manifest.artifacts[DECODER].file, {"prompts": 1})
+    encoder = graph_macs(model_dir / manifest.artifacts[ENCODER].file, {ENCODER_BATCH_AXIS: 1})
+    decoder = graph_macs(model_dir / manifest.artifacts[DECODER].file, {DECODER_PROMPT_AXIS: 1})
     return {"encoder": 2e-9 * encoder, "decoder": 2e-9 * decoder * prompts}
 
 

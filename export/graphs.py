@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from vreyesam.export.decoder_graph import DecoderGraph, ImageSide
-from vreyesam.runtime.manifest import DECODER_IMAGE_INPUTS, ENCODER_OUTPUTS
+from vreyesam.runtime.manifest import DECODER_IMAGE_INPUTS, DECODER_PROMPT_AXIS, ENCODER_BATCH_AXIS, ENCODER_OUTPUTS
 
 ENCODER_INPUTS = ("image",)
 DECODER_INPUTS = (*DECODER_IMAGE_INPUTS, "point_coords", "point_labels")
@@ -161,7 +161,7 @@ def export_graphs(sam_model: nn.Module, out_dir: Path, opset: int) -> ExportedGr
             str(encoder_path),
             input_names=list(ENCODER_INPUTS),
             output_names=list(ENCODER_OUTPUTS),
-            dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in ENCODER_OUTPUTS}},
+            dynamic_axes={name: {0: ENCODER_BATCH_AXIS} for name in (*ENCODER_INPUTS, *ENCODER_OUTPUTS)},
             opset_version=opset,
             dynamo=False,
         )
@@ -172,7 +172,9 @@ def export_graphs(sam_model: nn.Module, out_dir: Path, opset: int) -> ExportedGr
             str(decoder_path),
             input_names=list(DECODER_INPUTS),
             output_names=list(DECODER_OUTPUTS),
-            dynamic_axes={name: {0: "prompts"} for name in ("point_coords", "point_labels", *DECODER_OUTPUTS)},
+            dynamic_axes={
+                name: {0: DECODER_PROMPT_AXIS} for name in ("point_coords", "point_labels", *DECODER_OUTPUTS)
+            },
             opset_version=opset,
             dynamo=False,
         )

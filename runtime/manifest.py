@@ -62,6 +62,11 @@ DECODER_IMAGE_INPUTS = (
     "upscale_skip_1",
 )
 
+# The free dimensions of the networks: the encoder's images and the decoder's prompts (the first axis of
+# their inputs and outputs). The runtime fixes them per session (engines.shaped).
+ENCODER_BATCH_AXIS = "batch"
+DECODER_PROMPT_AXIS = "prompts"
+
 # The preprocessing graph: the fitted hxwx3 uint8 RGB image -> the encoder's normalised 1x3xSxS input.
 PREPROCESS_INPUT = "fitted"
 PREPROCESS_OUTPUT = "image"

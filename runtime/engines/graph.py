@@ -27,6 +27,15 @@ class Rows:
     count: int = 1
 
 
+def rows_of(value: Value, start: int, count: int = 1) -> Rows:
+    """Rows of a value, or of the rows a `Rows` already names (views of views stay one view)."""
+    if isinstance(value, Rows):
+        if start + count > value.count:
+            raise IndexError(f"rows {start}..{start + count} of {value.count}")
+        return Rows(value.base, value.start + start, count)
+    return Rows(value, start, count)
+
+
 class Graph(Protocol):
     """One loaded ONNX graph, safe to run from several threads at once."""
 

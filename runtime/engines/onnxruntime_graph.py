@@ -4,18 +4,26 @@ Every run binds its inputs and outputs explicitly: inputs are host arrays or Ort
 (on the CUDA provider they stay in GPU memory between graphs), outputs are allocated on the provider's
 device, and only what the caller fetches is computed and kept. `to_host` is the one place a device value
 is copied back. The CPU provider takes the very same path, with the device being host memory.
+
+A session may be specialised to fixed sizes of the graph's free dimensions (`SessionConfig.fixed_dims`):
+onnxruntime then folds every `Shape` and the arithmetic on it into constants at load, so no small integer
+node is left for the CPU provider beside a GPU graph (each such node costs a copy and a synchronisation),
+and a CUDA graph can be captured (`cuda_graph`: replayed on the same input and output addresses, which
+the caller keeps fixed; see `model.capture`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from vreyesam.runtime.engines.devices import CPU_PROVIDER
+from vreyesam.runtime.engines.devices import CPU_PROVIDER, CUDA_PROVIDER
 from vreyesam.runtime.engines.graph import DeviceUnavailable, Rows, Value, host_rows
 
 
@@ -27,6 +35,43 @@ class SessionConfig:
     # Idle intra-op threads spinning for work stole the CPU from the next stage (OpenVINO's encoder, the
     # host-side ensemble): with spinning off the ensemble took 26 ms instead of ~200 ms on 2 cores.
     spin_wait: bool = False
+    # Free dimensions fixed to these sizes, e.g. (("prompts", 30),): the shape arithmetic folds at load.
+    fixed_dims: tuple[tuple[str, int], ...] = ()
+    # Capture the graph in a CUDA graph on its first runs and replay it after (CUDA provider, fixed shapes).
+    cuda_graph: bool = False
+
+
+# onnxruntime graph rewrites that made these graphs slower on the CPU provider (docs/performance.md: with
+# fixed shapes, the Add + LayerNormalization pairs of the decoder fused into SkipLayerNormalization cost the
+# decoder 14%).
+CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
+def session_options(config: SessionConfig) -> ort.SessionOptions:
+    """The session options of a graph built with `config` (also what the tests inspect graphs with)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings from graph clean-up are noise in service logs
+    if config.intra_op_threads > 0:
+        options.intra_op_num_threads = config.intra_op_threads
+    options.enable_cpu_mem_arena = config.cpu_memory_arena
+    if not config.spin_wait:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for name, size in config.fixed_dims:
+        options.add_free_dimension_override_by_name(name, size)
+    return options
+
+
+def provider_entries(providers: list[str], config: SessionConfig) -> list[Any]:
+    """The providers as onnxruntime takes them, with the CUDA provider's options."""
+    if not config.cuda_graph:
+        return list(providers)
+    if providers[0] != CUDA_PROVIDER:
+        raise DeviceUnavailable("CUDA graphs need the CUDA execution provider")
+    return [(CUDA_PROVIDER, {"enable_cuda_graph": "1"}), *providers[1:]]
+
+
+def disabled_optimizers(providers: list[str]) -> list[str]:
+    return list(CPU_DISABLED_OPTIMIZERS) if providers[0] == CPU_PROVIDER else []
 
 
 class OnnxRuntimeGraph:
@@ -34,19 +79,24 @@ class OnnxRuntimeGraph:
     model is decrypted into memory, and the bytes are the ones whose sha256 was checked."""
 
     def __init__(self, model: bytes, providers: list[str], config: SessionConfig) -> None:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # warnings from graph clean-up are noise in service logs
-        if config.intra_op_threads > 0:
-            options.intra_op_num_threads = config.intra_op_threads
-        options.enable_cpu_mem_arena = config.cpu_memory_arena
-        if not config.spin_wait:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(model, sess_options=options, providers=providers)
+        self._session = ort.InferenceSession(
+            model,
+            sess_options=session_options(config),
+            providers=provider_entries(providers, config),
+            disabled_optimizers=disabled_optimizers(providers),
+        )
         active = self._session.get_providers()[0]
         if active != providers[0]:
             raise DeviceUnavailable(f"{providers[0]} was requested but onnxruntime chose {active}")
         self._device = "cpu" if active == CPU_PROVIDER else "cuda"
         self._outputs = tuple(output.name for output in self._session.get_outputs())
+        self.fixed_dims = dict(config.fixed_dims)
+        # Runs of one session on a GPU take turns. Concurrent runs of one CUDA session share its memory
+        # arena and compete for the device; 8 callers at once ran at a quarter of one caller's images/s
+        # (docs/performance.md). Taking turns bounds every caller count at one caller's rate, while
+        # different sessions (one image's encoder, another's decoder) still run side by side. A captured
+        # graph must take turns anyway: its replays share one set of buffers. CPU runs share the cores well.
+        self._turns: threading.Lock | None = threading.Lock() if self._device == "cuda" else None
 
     @property
     def engine(self) -> str:
@@ -77,8 +127,9 @@ class OnnxRuntimeGraph:
                 binding.bind_output(name, *_rows_buffer(into[name]))
             else:
                 binding.bind_output(name, self._device)
-        self._session.run_with_iobinding(binding)
-        made = dict(zip(names, binding.get_outputs(), strict=True))
+        with self._turns or nullcontext():
+            self._session.run_with_iobinding(binding)
+            made = dict(zip(names, binding.get_outputs(), strict=True))
         return {name: into.get(name, value) for name, value in made.items()}
 
     def allocate(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Value:

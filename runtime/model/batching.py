@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vreyesam.runtime.engines.graph import Graph, Rows, Value
+from vreyesam.runtime.engines.graph import Graph, Rows, Value, rows_of
 from vreyesam.runtime.manifest import ENCODER_INPUT
 from vreyesam.runtime.model.timing import Clock
 from vreyesam.runtime.settings import MAX_ENCODER_BATCH
@@ -121,7 +121,7 @@ class EncoderBatches:
         clock.add_engine_time(max(0.0, ended - max(started, waiting_since)) * 1000.0)
         if batch.error is not None:
             raise batch.error
-        return {name: Rows(value, seat.row) for name, value in batch.outputs.items()}
+        return {name: rows_of(value, seat.row) for name, value in batch.outputs.items()}
 
     def _close(self, batch: _Batch) -> None:
         batch.closed = True

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vreyesam.runtime.engines.devices import CPU_PROVIDER, resolve_providers
 from vreyesam.runtime.engines.graph import DeviceUnavailable, EngineUnavailable, Graph
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
+from vreyesam.runtime.engines.shaped import ShapedGraph
 from vreyesam.runtime.manifest import (
     CALIBRATION,
     DECODER,
+    DECODER_PROMPT_AXIS,
     ENCODER,
+    ENCODER_BATCH_AXIS,
+    ENCODER_INPUT,
     ENCODER_OUTPUTS,
     GOLDEN,
     PREPROCESS,
@@ -102,10 +106,76 @@ def artifacts_for(choice: variants.Choice) -> tuple[str, ...]:
     return (*roles, ENCODER, CALIBRATION) if choice.gated_on_device else roles
 
 
-def _graph(model: bytes, precision: GraphPrecision, providers: list[str], options: LoadOptions) -> Graph:
+@dataclass(frozen=True)
+class Shapes:
+    """The sizes of the networks' free axes their sessions are specialised to (`engines.shaped`)."""
+
+    encoder: tuple[int, ...]  # images per encoder run
+    encoder_general: bool  # a session for any other batch size too
+    encoder_padded: bool  # a batch between two sizes runs at the larger
+    decoder: tuple[int, ...]  # prompts per decoder call (any other count has a general session)
+
+
+def decoder_chunk(options: LoadOptions, on_cpu: bool) -> int:
+    """Prompts per decoder call: one at a time on the CPU (measured fastest), all at once on a GPU."""
+    return options.decoder_batch or (1 if on_cpu else MAX_POINTS)
+
+
+def shapes_for(options: LoadOptions, on_cpu: bool, default_points: int) -> Shapes:
+    """Fixed sizes for what is served: lone images (and on a GPU every batch size up to the most, doubling),
+    and the decoder's chunk of the model's default prompt count."""
+    decoder = (min(decoder_chunk(options, on_cpu), default_points),)
+    batch = options.encoder_batch
+    if not batch.enabled:
+        return Shapes(encoder=(1,), encoder_general=False, encoder_padded=False, decoder=decoder)
+    if on_cpu:  # each session holds its own copy of the weights: the CPU keeps one, for every batch size
+        return Shapes(encoder=(), encoder_general=True, encoder_padded=False, decoder=decoder)
+    sizes = {1, batch.max_images, *(2**power for power in range(7) if 2**power < batch.max_images)}
+    return Shapes(encoder=tuple(sorted(sizes)), encoder_general=False, encoder_padded=True, decoder=decoder)
+
+
+def _shaped(
+    model: bytes,
+    providers: list[str],
+    config: SessionConfig,
+    *,
+    axis: tuple[str, str],
+    sizes: tuple[int, ...],
+    general: bool,
+    pad: bool = False,
+) -> ShapedGraph:
+    """Sessions of one graph fixed to each size of its free axis (`axis`: the input it is read from, and the
+    dimension's name in the graph), plus a general session when asked."""
+    feed, dimension = axis
+    fixed = {
+        size: OnnxRuntimeGraph(model, providers, replace(config, fixed_dims=((dimension, size),))) for size in sizes
+    }
+    general_session = OnnxRuntimeGraph(model, providers, config) if general else None
+    return ShapedGraph(axis_input=feed, fixed=fixed, general=general_session, pad=pad)
+
+
+def _graph(
+    model: bytes, role: str, precision: GraphPrecision, providers: list[str], options: LoadOptions, shapes: Shapes
+) -> Graph:
     if precision == "bf16":
         return OpenVinoGraph(model, options.intra_op_threads)
-    return OnnxRuntimeGraph(model, providers, SessionConfig(intra_op_threads=options.intra_op_threads))
+    config = SessionConfig(intra_op_threads=options.intra_op_threads)
+    if role == ENCODER:
+        axis = (ENCODER_INPUT, ENCODER_BATCH_AXIS)
+        return _shaped(
+            model,
+            providers,
+            config,
+            axis=axis,
+            sizes=shapes.encoder,
+            general=shapes.encoder_general,
+            pad=shapes.encoder_padded,
+        )
+    if role == DECODER:
+        return _shaped(
+            model, providers, config, axis=("point_coords", DECODER_PROMPT_AXIS), sizes=shapes.decoder, general=True
+        )
+    return OnnxRuntimeGraph(model, providers, config)
 
 
 def build_segmenter(
@@ -122,9 +192,12 @@ def build_segmenter(
         DECODER: (DECODER, choice.decoder),
         PROCEDURE: (PROCEDURE, "fp32"),
     }
+    on_cpu = providers[0] == CPU_PROVIDER
+    shapes = shapes_for(options, on_cpu, manifest.procedure.points)
     try:
         graphs = {
-            role: _graph(files.take_graph(source), kind, providers, options) for role, (source, kind) in built.items()
+            role: _graph(files.take_graph(source), role, kind, providers, options, shapes)
+            for role, (source, kind) in built.items()
         }
     except (DeviceUnavailable, EngineUnavailable) as exc:
         raise ModelLoadError(str(exc)) from None
@@ -134,7 +207,7 @@ def build_segmenter(
         encoder=graphs[ENCODER],
         decoder=graphs[DECODER],
         procedure=graphs[PROCEDURE],
-        decoder_batch=options.decoder_batch or (1 if providers[0] == CPU_PROVIDER else MAX_POINTS),
+        decoder_batch=decoder_chunk(options, on_cpu),
         encoder_batch=options.encoder_batch,
         precision=choice.name,
     )
@@ -150,7 +223,8 @@ def _gate_on_device(
     calibration = files.small(CALIBRATION)
     if thresholds is None or calibration is None:
         raise ModelLoadError(f"variant {segmenter.precision} has no thresholds or calibration images to gate on")
-    fp32_encoder = _graph(files.take_graph(ENCODER), "fp32", providers, options)
+    shapes = shapes_for(options, providers[0] == CPU_PROVIDER, manifest.procedure.points)
+    fp32_encoder = _graph(files.take_graph(ENCODER), ENCODER, "fp32", providers, options, shapes)
     result = device_gate.gate(segmenter, fp32_encoder, device_gate.calibration_images(calibration), thresholds)
     if result.passed:
         log.info("variant %s passed its gate on %s: %s", segmenter.precision, segmenter.engines, result)

@@ -1,5 +1,6 @@
 """Encoder batching on onnxruntime's CPU provider: images that share an encoder run get exactly the results
 they get alone, and nothing one seated image does (a bad prompt, a failed run) stalls or corrupts another.
+A batch between two fixed sizes runs padded to the larger, and its rows are the larger session's own.
 
 Batches here close because they are full (a window of a minute never passes) or because their window is
 zero: the tests synchronise on the batch, never on how long inference takes.
@@ -9,15 +10,28 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from vreyesam.runtime.engines.graph import Rows
-from vreyesam.runtime.manifest import PREPROCESS_INPUT, PREPROCESS_OUTPUT
+from vreyesam.runtime.engines.graph import Graph, Rows, rows_of
+from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
+from vreyesam.runtime.engines.shaped import ShapedGraph
+from vreyesam.runtime.manifest import (
+    ENCODER,
+    ENCODER_BATCH_AXIS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUTS,
+    PREPROCESS_INPUT,
+    PREPROCESS_OUTPUT,
+)
 from vreyesam.runtime.model import preprocess
+from vreyesam.runtime.model.agreement import relative_error
+from vreyesam.runtime.model.artifacts import read_model_files
 from vreyesam.runtime.model.batching import BatchPolicy
 from vreyesam.runtime.model.procedure import PromptOutsideImage
 from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter
@@ -26,12 +40,27 @@ from vreyesam.runtime.tools.synth import generate
 NEVER_MS = 60_000.0  # a window no test waits out: a batch closes when it is full
 
 
-def batched(segmenter: Segmenter, policy: BatchPolicy, encoder: Any = None) -> Segmenter:
-    """The session's fp32 CPU model with encoder batching (the same loaded graphs)."""
+CPU = ["CPUExecutionProvider"]
+CONFIG = SessionConfig(intra_op_threads=2)
+
+
+@pytest.fixture(scope="module")
+def encoder_bytes(model_dir: Path) -> bytes:
+    return read_model_files(model_dir, allow_random_weights=True, roles=(ENCODER,)).take_graph(ENCODER)
+
+
+@pytest.fixture(scope="module")
+def any_batch_encoder(encoder_bytes: bytes) -> Graph:
+    """The fp32 encoder with a free batch axis: what the loader builds on the CPU when batching is on."""
+    return OnnxRuntimeGraph(encoder_bytes, CPU, CONFIG)
+
+
+def batched(segmenter: Segmenter, policy: BatchPolicy, encoder: Any) -> Segmenter:
+    """The session's fp32 CPU model with this encoder and encoder batching (its other graphs shared)."""
     return Segmenter(
         manifest=segmenter.manifest,
         preprocess=segmenter.preprocess,
-        encoder=encoder or segmenter.encoder,
+        encoder=encoder,
         decoder=segmenter.decoder,
         procedure=segmenter.procedure,
         decoder_batch=segmenter.decoder_batch,
@@ -50,8 +79,9 @@ OPTIONS = PredictOptions(points=3, keep_logits=True)
 
 
 @pytest.fixture(scope="module")
-def alone(segmenter: Segmenter, eyes: list[np.ndarray]) -> list[Prediction]:
-    return [segmenter.predict(eye, OPTIONS) for eye in eyes]
+def alone(segmenter: Segmenter, any_batch_encoder: Graph, eyes: list[np.ndarray]) -> list[Prediction]:
+    model = batched(segmenter, BatchPolicy(max_images=1), any_batch_encoder)  # max 1: unbatched
+    return [model.predict(eye, OPTIONS) for eye in eyes]
 
 
 def assert_identical(got: Prediction, expected: Prediction) -> None:
@@ -64,9 +94,9 @@ def assert_identical(got: Prediction, expected: Prediction) -> None:
 
 
 def test_images_in_one_batch_get_their_results_alone_bit_for_bit(
-    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+    segmenter: Segmenter, any_batch_encoder: Graph, eyes: list[np.ndarray], alone: list[Prediction]
 ) -> None:
-    model = batched(segmenter, BatchPolicy(max_images=len(eyes), window_ms=NEVER_MS))
+    model = batched(segmenter, BatchPolicy(max_images=len(eyes), window_ms=NEVER_MS), any_batch_encoder)
     with ThreadPoolExecutor(len(eyes)) as pool:
         together = list(pool.map(lambda eye: model.predict(eye, OPTIONS), eyes))
     assert model.batches is not None
@@ -80,17 +110,17 @@ def test_images_in_one_batch_get_their_results_alone_bit_for_bit(
 
 
 def test_a_window_closes_a_batch_that_is_not_full(
-    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+    segmenter: Segmenter, any_batch_encoder: Graph, eyes: list[np.ndarray], alone: list[Prediction]
 ) -> None:
-    model = batched(segmenter, BatchPolicy(max_images=4, window_ms=0.0))
+    model = batched(segmenter, BatchPolicy(max_images=4, window_ms=0.0), any_batch_encoder)
     assert_identical(model.predict(eyes[0], OPTIONS), alone[0])
     assert model.batches is not None and (model.batches.runs, model.batches.images) == (1, 1)
 
 
 def test_a_bad_prompt_does_not_stall_or_change_the_others(
-    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+    segmenter: Segmenter, any_batch_encoder: Graph, eyes: list[np.ndarray], alone: list[Prediction]
 ) -> None:
-    model = batched(segmenter, BatchPolicy(max_images=2, window_ms=NEVER_MS))
+    model = batched(segmenter, BatchPolicy(max_images=2, window_ms=NEVER_MS), any_batch_encoder)
     outside = PredictOptions(explicit_points=np.array([[10_000.0, 5.0]]))
     with ThreadPoolExecutor(2) as pool:
         refused = pool.submit(model.predict, eyes[2], outside)
@@ -118,9 +148,9 @@ class FailingEncoder:
 
 
 def test_a_failed_batch_fails_every_image_in_it_and_the_next_batch_runs(
-    segmenter: Segmenter, eyes: list[np.ndarray], alone: list[Prediction]
+    segmenter: Segmenter, any_batch_encoder: Graph, eyes: list[np.ndarray], alone: list[Prediction]
 ) -> None:
-    encoder = FailingEncoder(segmenter.encoder)
+    encoder = FailingEncoder(any_batch_encoder)
     model = batched(segmenter, BatchPolicy(max_images=2, window_ms=NEVER_MS), encoder)
     encoder.broken.set()
     with ThreadPoolExecutor(2) as pool:
@@ -161,3 +191,36 @@ def test_rows_of_an_engine_value_are_bound_by_address(segmenter: Segmenter, eyes
     graph.run({PREPROCESS_INPUT: fitted}, into={PREPROCESS_OUTPUT: Rows(batch, 1)})
     assert np.array_equal(graph.to_host(Rows(batch, 1)), plain)
     assert (graph.to_host(Rows(batch, 0)) == -7.0).all()
+
+
+def test_a_batch_between_fixed_sizes_runs_padded_to_the_larger(
+    segmenter: Segmenter, encoder_bytes: bytes, eyes: list[np.ndarray]
+) -> None:
+    """Three images in a batch value with room for 4, and sessions fixed to 2 and 4 images (the GPU's
+    layout): the run takes the 4-image session over the first four rows, answers with views of the three
+    rows asked for, and those are that session's own rows (the fourth, never written, changes none)."""
+    fixed = {
+        size: OnnxRuntimeGraph(encoder_bytes, CPU, replace(CONFIG, fixed_dims=((ENCODER_BATCH_AXIS, size),)))
+        for size in (2, 4)
+    }
+    encoder = ShapedGraph(axis_input=ENCODER_INPUT, fixed=fixed, pad=True)
+    size = segmenter.manifest.preprocessing.image_size
+    batch = np.full((4, 3, size, size), np.nan, np.float32)  # the fourth row is never written
+    for row, eye in enumerate(eyes):
+        fitted = preprocess.fit_image(eye, segmenter.manifest.preprocessing.fit_size)
+        segmenter.preprocess.run({PREPROCESS_INPUT: fitted}, into={PREPROCESS_OUTPUT: Rows(batch, row)})
+    three = Rows(batch, 0, 3)
+    assert encoder.session_for({ENCODER_INPUT: three}) == (fixed[4], 4)
+    padded = encoder.run({ENCODER_INPUT: three})
+    clean = batch.copy()
+    clean[3] = 0.0
+    direct = fixed[4].run({ENCODER_INPUT: clean})
+    for name in ENCODER_OUTPUTS:
+        assert padded[name] == Rows(padded[name].base, 0, 3), name
+        assert np.array_equal(encoder.to_host(padded[name]), fixed[4].to_host(direct[name])[:3]), name
+    pair = fixed[2].run({ENCODER_INPUT: batch[:2]})  # another session: equal to its rounding
+    for name in ENCODER_OUTPUTS:
+        expected = fixed[2].to_host(pair[name])[1]
+        assert relative_error(encoder.to_host(rows_of(padded[name], 1))[0], expected) < 1e-5, name
+    with pytest.raises(ValueError, match="no session for 3"):
+        encoder.run({ENCODER_INPUT: batch[:3]})  # a host array has no room to pad into

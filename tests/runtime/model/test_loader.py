@@ -13,11 +13,19 @@ import pytest
 
 from vreyesam.runtime.engines import onnxruntime_graph
 from vreyesam.runtime.engines.devices import cuda_device_count
-from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, read_manifest, sha256_hex
+from vreyesam.runtime.manifest import DECODER, GRAPHS, MANIFEST_NAME, read_manifest, sha256_hex
 from vreyesam.runtime.model import variants
 from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
 from vreyesam.runtime.model.batching import UNBATCHED, BatchPolicy
-from vreyesam.runtime.model.loader import LoadOptions, artifacts_for, load_options, load_segmenter, plan
+from vreyesam.runtime.model.loader import (
+    LoadOptions,
+    Shapes,
+    artifacts_for,
+    load_options,
+    load_segmenter,
+    plan,
+    shapes_for,
+)
 from vreyesam.runtime.settings import Settings
 
 FP32 = LoadOptions(device="cpu", precision="fp32", allow_random_weights=True, self_test=False)
@@ -48,7 +56,30 @@ def test_each_artifact_is_read_once_and_the_engines_get_the_verified_bytes(
     # the calibration set).
     expected = {manifest.artifacts[role].file: 1 for role in artifacts_for(variants.fp32(manifest))}
     assert reads == {MANIFEST_NAME: 1, **expected}
-    assert built == [manifest.artifacts[role].sha256 for role in GRAPHS]  # the onnxruntime graphs, in order
+    # The onnxruntime graphs, in order; on the CPU the decoder has a session fixed to one prompt per call and
+    # a general one (engines.shaped), the encoder only one fixed to a lone image.
+    sessions = {DECODER: 2}
+    assert built == [manifest.artifacts[role].sha256 for role in GRAPHS for _ in range(sessions.get(role, 1))]
+
+
+@pytest.mark.parametrize(
+    ("on_cpu", "batch", "expected"),
+    [
+        (True, 1, Shapes(encoder=(1,), encoder_general=False, encoder_padded=False, decoder=(1,))),
+        (True, 8, Shapes(encoder=(), encoder_general=True, encoder_padded=False, decoder=(1,))),
+        (False, 1, Shapes(encoder=(1,), encoder_general=False, encoder_padded=False, decoder=(30,))),
+        (False, 8, Shapes(encoder=(1, 2, 4, 8), encoder_general=False, encoder_padded=True, decoder=(30,))),
+        (False, 12, Shapes(encoder=(1, 2, 4, 8, 12), encoder_general=False, encoder_padded=True, decoder=(30,))),
+    ],
+)
+def test_sessions_are_fixed_to_the_sizes_served(on_cpu: bool, batch: int, expected: Shapes) -> None:
+    options = LoadOptions(encoder_batch=BatchPolicy(max_images=batch))
+    assert shapes_for(options, on_cpu, default_points=30) == expected
+
+
+def test_the_served_graphs_hold_no_free_axis_where_a_size_is_fixed(segmenter) -> None:
+    assert segmenter.encoder.fixed_sizes == (1,)
+    assert segmenter.decoder.fixed_sizes == (1,)
 
 
 def test_the_decoder_batch_follows_the_device(segmenter) -> None:
