@@ -36,6 +36,7 @@ from vreyesam.runtime.manifest import (
     MANIFEST_NAME,
     PREPROCESS,
     PROCEDURE,
+    PROCEDURE_PARALLEL,
     SCHEMA_VERSION,
     Artifact,
     Manifest,
@@ -135,7 +136,11 @@ def _golden_sample(reference: TorchReference, prep: Preprocessing, defaults: Pro
 def _host_graphs(staging: Path, reference: TorchReference, images: list[tuple[str, np.ndarray]]) -> dict[str, Path]:
     """The preprocessing and procedure graphs, the first checked against torch's transforms."""
     prep, defaults = Preprocessing(), ProcedureDefaults()
-    paths = {PREPROCESS: staging / "preprocess.onnx", PROCEDURE: staging / "procedure.onnx"}
+    paths = {
+        PREPROCESS: staging / "preprocess.onnx",
+        PROCEDURE: staging / "procedure.onnx",
+        PROCEDURE_PARALLEL: staging / "procedure-parallel.onnx",
+    }
     preprocess = preprocess_graph.build(prep)
     try:
         preprocess_graph.check(preprocess, reference, [surface.fit_image(image, prep.fit_size) for _, image in images])
@@ -143,6 +148,7 @@ def _host_graphs(staging: Path, reference: TorchReference, images: list[tuple[st
         raise ExportError(str(exc)) from None
     onnx.save(preprocess, str(paths[PREPROCESS]))
     onnx.save(procedure_graph.build(prep, defaults), str(paths[PROCEDURE]))
+    onnx.save(procedure_graph.build(prep, defaults, parallel=True), str(paths[PROCEDURE_PARALLEL]))
     return paths
 
 
@@ -234,7 +240,7 @@ def export_model(request: ExportRequest, progress: Callable[[str], None] = log.i
         progress("recording the golden sample")
         sample = _golden_sample(reference, prep, ProcedureDefaults())
         surface.save_golden(staging / "golden.npz", sample)
-        artifacts = {role: artifact(paths[role]) for role in GRAPHS}
+        artifacts = {role: artifact(paths[role]) for role in (*GRAPHS, PROCEDURE_PARALLEL)}
         artifacts[GOLDEN] = artifact(staging / "golden.npz")
         pending = _manifest(source, artifacts, FidelityReport(passed=False, problems=("not gated yet",)))
         (staging / MANIFEST_NAME).write_text(pending.to_json(), encoding="utf-8")

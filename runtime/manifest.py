@@ -34,10 +34,14 @@ GOLDEN = "golden"
 GRAPHS = (PREPROCESS, ENCODER, DECODER, PROCEDURE)
 REQUIRED_ARTIFACTS = (*GRAPHS, GOLDEN)
 # Optional: the fp16 encoder graph of the `fp16-encoder` variant, and the calibration images the serving
-# device gates that variant on (it is converted on a build machine without a GPU).
+# device gates that variant on (it is converted on a build machine without a GPU); the procedure graph with
+# all prompts at once, which a GPU runs (the other form streams one prompt at a time, as a CPU's memory
+# prefers; both give the same bits).
 ENCODER_FP16 = "encoder-fp16"
 CALIBRATION = "calibration"
-GRAPH_ROLES = (*GRAPHS, ENCODER_FP16)  # the artifacts that are ONNX graphs (encrypted when the model is)
+PROCEDURE_PARALLEL = "procedure-parallel"
+# The artifacts that are ONNX graphs (encrypted when the model is).
+GRAPH_ROLES = (*GRAPHS, ENCODER_FP16, PROCEDURE_PARALLEL)
 
 # Tensor names of the graphs: the encoder's outputs, in order, and the decoder's per-image inputs (all of
 # the encoder's outputs but the raw feature maps, which are there for the export's embedding check).
@@ -66,6 +70,7 @@ DECODER_IMAGE_INPUTS = (
 # their inputs and outputs). The runtime fixes them per session (engines.shaped).
 ENCODER_BATCH_AXIS = "batch"
 DECODER_PROMPT_AXIS = "prompts"
+PROCEDURE_PROMPT_AXIS = "N"  # the procedure graph's prompts (its logits' first axis and its scores')
 
 # The preprocessing graph: the fitted hxwx3 uint8 RGB image -> the encoder's normalised 1x3xSxS input.
 PREPROCESS_INPUT = "fitted"

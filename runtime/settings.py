@@ -46,6 +46,8 @@ class Settings:
     # Encoder batching (for GPUs): images arriving within the window share one encoder run; 1 = off.
     encoder_batch: int = 1  # VREYESAM_ENCODER_BATCH: most images per encoder run
     encoder_batch_window_ms: float = 2.0  # VREYESAM_ENCODER_BATCH_WINDOW_MS: longest the first image waits
+    # CUDA graphs (GPUs, encoder batching off): a lone image's networks replayed from captured graphs.
+    cuda_graphs: bool = False  # VREYESAM_CUDA_GRAPHS
     allow_random_weights: bool = False  # VREYESAM_ALLOW_RANDOM_WEIGHTS: serve a random-weights demo model
     enable_docs: bool = False  # VREYESAM_ENABLE_DOCS: OpenAPI document and /docs, for development only
     page: bool = True  # VREYESAM_PAGE: the page for people at / (off: an API-only deployment, / is 404)

@@ -27,7 +27,6 @@ class Contract:
     export_surface: tuple[str, ...]
     runtime_forbidden: tuple[str, ...]
     confined: Mapping[str, list[str]]  # package -> the rooms (or room.module) that alone may import it
-    max_module_lines: int
 
     @classmethod
     def from_pyproject(cls) -> Contract:
@@ -72,7 +71,7 @@ def _within(name: str, prefix: str) -> bool:
 
 
 def violations(contract: Contract, sources: Mapping[str, str]) -> list[str]:
-    """One line per import that breaks the contract, and per runtime module over the size limit."""
+    """One line per import that breaks the contract."""
     known = set(sources)
     found = []
     for module, source in sources.items():
@@ -80,9 +79,6 @@ def violations(contract: Contract, sources: Mapping[str, str]) -> list[str]:
             problem = _check(contract, module, imported)
             if problem:
                 found.append(f"{module} imports {imported}: {problem}")
-        lines = source.count("\n") + 1
-        if _within(module, RUNTIME) and lines > contract.max_module_lines:
-            found.append(f"{module} has {lines} lines (limit {contract.max_module_lines})")
     return sorted(found)
 
 
@@ -165,13 +161,6 @@ def test_the_checker_catches_what_it_should(module: str, source: str, expected: 
         assert found == []
     else:
         assert len(found) == 1 and expected in found[0], found
-
-
-def test_the_size_limit_is_checked() -> None:
-    long_module = "x = 1\n" * (CONTRACT.max_module_lines + 1)
-    assert violations(CONTRACT, {"vreyesam.runtime.model.big": long_module}) == [
-        f"vreyesam.runtime.model.big has {CONTRACT.max_module_lines + 2} lines (limit {CONTRACT.max_module_lines})"
-    ]
 
 
 def test_every_package_is_in_the_distribution() -> None:

@@ -71,6 +71,10 @@ class Graph(Protocol):
         """A value (or `Rows` of one) as a host numpy array (a no-op for values already on the host)."""
         ...
 
+    def write(self, array: np.ndarray, into: Rows) -> None:
+        """Copy a host array into rows of a value this engine allocated, in place (its address unchanged)."""
+        ...
+
 
 def host_rows(rows: Rows, base_on_host: np.ndarray) -> np.ndarray:
     """The rows of a base value already on the host (a numpy view)."""

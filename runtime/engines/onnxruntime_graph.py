@@ -91,6 +91,7 @@ class OnnxRuntimeGraph:
         self._device = "cpu" if active == CPU_PROVIDER else "cuda"
         self._outputs = tuple(output.name for output in self._session.get_outputs())
         self.fixed_dims = dict(config.fixed_dims)
+        self._captured = config.cuda_graph
         # Runs of one session on a GPU take turns. Concurrent runs of one CUDA session share its memory
         # arena and compete for the device; 8 callers at once ran at a quarter of one caller's images/s
         # (docs/performance.md). Taking turns bounds every caller count at one caller's rate, while
@@ -128,6 +129,8 @@ class OnnxRuntimeGraph:
             else:
                 binding.bind_output(name, self._device)
         with self._turns or nullcontext():
+            if self._captured:  # inputs written from the host (`write`) have landed before a replay reads them
+                binding.synchronize_inputs()
             self._session.run_with_iobinding(binding)
             made = dict(zip(names, binding.get_outputs(), strict=True))
         return {name: into.get(name, value) for name, value in made.items()}
@@ -141,6 +144,15 @@ class OnnxRuntimeGraph:
         if isinstance(value, Rows):
             return host_rows(value, self.to_host(value.base))
         return value.numpy() if isinstance(value, ort.OrtValue) else np.asarray(value)
+
+    def write(self, array: np.ndarray, into: Rows) -> None:
+        base = into.base
+        if isinstance(base, np.ndarray):
+            np.copyto(host_rows(into, base), array)
+            return
+        if into.start != 0 or into.count != base.shape()[0]:
+            raise ValueError("an engine value is written whole")
+        base.update_inplace(np.ascontiguousarray(array, dtype=_NUMPY_TYPES[base.data_type()]))
 
 
 def _rows_buffer(rows: Rows) -> tuple[str, int, np.dtype[Any], tuple[int, ...], int]:
@@ -160,4 +172,9 @@ def _rows_buffer(rows: Rows) -> tuple[str, int, np.dtype[Any], tuple[int, ...], 
 
 
 # OrtValue.data_type() names, for the element types the graphs exchange.
-_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}

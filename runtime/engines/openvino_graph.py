@@ -112,3 +112,6 @@ class OpenVinoGraph:
         if isinstance(value, Rows):
             return host_rows(value, np.asarray(value.base))
         return np.asarray(value)
+
+    def write(self, array: np.ndarray, into: Rows) -> None:
+        np.copyto(self.to_host(into), array)

@@ -96,3 +96,6 @@ class ShapedGraph:
 
     def to_host(self, value: Value) -> np.ndarray:
         return self._any.to_host(value)
+
+    def write(self, array: np.ndarray, into: Rows) -> None:
+        self._any.write(array, into)

@@ -50,6 +50,7 @@ def readyz(request: Request) -> JSONResponse:
             "status": "ready",
             "provider": segmenter.engines,
             "graphs": segmenter.graph_engines,
+            "cuda_graphs": segmenter.cuda_graphs,
             "model": {
                 **model_identity(manifest),
                 "precision": segmenter.precision,

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from vreyesam.runtime.engines.devices import CPU_PROVIDER, resolve_providers
 from vreyesam.runtime.engines.graph import DeviceUnavailable, EngineUnavailable, Graph
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
@@ -26,9 +28,12 @@ from vreyesam.runtime.manifest import (
     GOLDEN,
     PREPROCESS,
     PROCEDURE,
+    PROCEDURE_PARALLEL,
+    PROCEDURE_PROMPT_AXIS,
     Manifest,
 )
 from vreyesam.runtime.model import crypto, device_gate, golden, variants
+from vreyesam.runtime.model.agreement import iou, relative_error
 from vreyesam.runtime.model.artifacts import (
     ModelFiles,
     ModelLoadError,
@@ -37,8 +42,9 @@ from vreyesam.runtime.model.artifacts import (
     servable_manifest,
 )
 from vreyesam.runtime.model.batching import UNBATCHED, BatchPolicy
+from vreyesam.runtime.model.capture import CUDA_WARM_UP_RUNS, Capture
 from vreyesam.runtime.model.procedure import MAX_POINTS
-from vreyesam.runtime.model.segmenter import Segmenter, replace_encoder
+from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter, replace_encoder, with_capture
 from vreyesam.runtime.model.signature import Trust
 from vreyesam.runtime.settings import Settings
 from vreyesam.runtime.vocabulary import Device, GraphPrecision, PrecisionRequest
@@ -54,6 +60,7 @@ class LoadOptions:
     # Prompts per decoder call; 0 = by provider: 1 on CPU (measured faster), all prompts at once on GPU.
     decoder_batch: int = 0
     encoder_batch: BatchPolicy = UNBATCHED  # images per encoder run (default: one at a time)
+    cuda_graphs: bool = False  # replay a lone image's networks from CUDA graphs (CUDA provider, unbatched)
     allow_random_weights: bool = False
     self_test: bool = True
     model_key: bytes | None = field(default=None, repr=False)  # for encrypted model directories
@@ -84,6 +91,7 @@ def load_options(settings: Settings) -> LoadOptions:
         intra_op_threads=settings.threads,
         decoder_batch=settings.decoder_batch,
         encoder_batch=BatchPolicy(settings.encoder_batch, settings.encoder_batch_window_ms),
+        cuda_graphs=settings.cuda_graphs,
         allow_random_weights=settings.allow_random_weights,
         model_key=key,
         trust=_trust(settings),
@@ -100,9 +108,15 @@ def plan(manifest: Manifest, options: LoadOptions) -> tuple[list[str], variants.
     return providers, choice
 
 
-def artifacts_for(choice: variants.Choice) -> tuple[str, ...]:
+def procedure_artifact(manifest: Manifest, on_cpu: bool) -> str:
+    """The procedure graph's form for this device: all prompts at once on a GPU (where the model has it),
+    one at a time on the CPU (export/procedure_graph.py)."""
+    return PROCEDURE_PARALLEL if not on_cpu and PROCEDURE_PARALLEL in manifest.artifacts else PROCEDURE
+
+
+def artifacts_for(choice: variants.Choice, procedure: str = PROCEDURE) -> tuple[str, ...]:
     """The artifacts a choice is built and checked from (an fp16 variant also needs fp32 and calibration)."""
-    roles = (PREPROCESS, choice.encoder_artifact, DECODER, PROCEDURE, GOLDEN)
+    roles = (PREPROCESS, choice.encoder_artifact, DECODER, procedure, GOLDEN)
     return (*roles, ENCODER, CALIBRATION) if choice.gated_on_device else roles
 
 
@@ -114,6 +128,7 @@ class Shapes:
     encoder_general: bool  # a session for any other batch size too
     encoder_padded: bool  # a batch between two sizes runs at the larger
     decoder: tuple[int, ...]  # prompts per decoder call (any other count has a general session)
+    procedure: tuple[int, ...] = ()  # prompts of the procedure graph (a GPU's; the CPU's streams them)
 
 
 def decoder_chunk(options: LoadOptions, on_cpu: bool) -> int:
@@ -126,12 +141,14 @@ def shapes_for(options: LoadOptions, on_cpu: bool, default_points: int) -> Shape
     and the decoder's chunk of the model's default prompt count."""
     decoder = (min(decoder_chunk(options, on_cpu), default_points),)
     batch = options.encoder_batch
-    if not batch.enabled:
-        return Shapes(encoder=(1,), encoder_general=False, encoder_padded=False, decoder=decoder)
-    if on_cpu:  # each session holds its own copy of the weights: the CPU keeps one, for every batch size
+    if on_cpu:
+        if not batch.enabled:
+            return Shapes(encoder=(1,), encoder_general=False, encoder_padded=False, decoder=decoder)
+        # Each session holds its own copy of the weights: the CPU keeps one, for every batch size.
         return Shapes(encoder=(), encoder_general=True, encoder_padded=False, decoder=decoder)
     sizes = {1, batch.max_images, *(2**power for power in range(7) if 2**power < batch.max_images)}
-    return Shapes(encoder=tuple(sorted(sizes)), encoder_general=False, encoder_padded=True, decoder=decoder)
+    encoder = tuple(sorted(sizes)) if batch.enabled else (1,)
+    return Shapes(encoder, False, batch.enabled, decoder, procedure=(default_points,))
 
 
 def _shaped(
@@ -175,6 +192,9 @@ def _graph(
         return _shaped(
             model, providers, config, axis=("point_coords", DECODER_PROMPT_AXIS), sizes=shapes.decoder, general=True
         )
+    if role == PROCEDURE and shapes.procedure:
+        axis = ("scores", PROCEDURE_PROMPT_AXIS)
+        return _shaped(model, providers, config, axis=axis, sizes=shapes.procedure, general=True)
     return OnnxRuntimeGraph(model, providers, config)
 
 
@@ -185,22 +205,26 @@ def build_segmenter(
     manifest = files.manifest
     if [spec.name for spec in manifest.artifacts[ENCODER].outputs] != list(ENCODER_OUTPUTS):
         raise ModelLoadError("the encoder's outputs do not match what this runtime reads")
+    on_cpu = providers[0] == CPU_PROVIDER
+    shapes = shapes_for(options, on_cpu, manifest.procedure.points)
     # Only the networks have reduced-precision variants; the preprocessing and procedure graphs run in fp32.
     built: dict[str, tuple[str, GraphPrecision]] = {
         PREPROCESS: (PREPROCESS, "fp32"),
         ENCODER: (choice.encoder_artifact, choice.encoder),
         DECODER: (DECODER, choice.decoder),
-        PROCEDURE: (PROCEDURE, "fp32"),
+        PROCEDURE: (procedure_artifact(manifest, on_cpu), "fp32"),
     }
-    on_cpu = providers[0] == CPU_PROVIDER
-    shapes = shapes_for(options, on_cpu, manifest.procedure.points)
+    sources = {role: files.take_graph(source) for role, (source, _) in built.items()}
     try:
         graphs = {
-            role: _graph(files.take_graph(source), role, kind, providers, options, shapes)
-            for role, (source, kind) in built.items()
+            role: _graph(sources[role], role, kind, providers, options, shapes) for role, (_, kind) in built.items()
         }
     except (DeviceUnavailable, EngineUnavailable) as exc:
         raise ModelLoadError(str(exc)) from None
+    wanted = options.cuda_graphs and not on_cpu and not options.encoder_batch.enabled
+    capture, refused = (
+        _capture(sources[ENCODER], sources[DECODER], providers, options, manifest) if wanted else (None, None)
+    )
     return Segmenter(
         manifest=manifest,
         preprocess=graphs[PREPROCESS],
@@ -210,7 +234,45 @@ def build_segmenter(
         decoder_batch=decoder_chunk(options, on_cpu),
         encoder_batch=options.encoder_batch,
         precision=choice.name,
+        capture=capture,
+        capture_refused=refused,
     )
+
+
+def _capture(
+    encoder: bytes, decoder: bytes, providers: list[str], options: LoadOptions, manifest: Manifest
+) -> tuple[Capture | None, str | None]:
+    """The captured networks for lone images with the default prompt count, or why there are none."""
+    config = SessionConfig(intra_op_threads=options.intra_op_threads, cuda_graph=True)
+    points = manifest.procedure.points
+    try:
+        return Capture(
+            encoder=OnnxRuntimeGraph(encoder, providers, replace(config, fixed_dims=((ENCODER_BATCH_AXIS, 1),))),
+            decoder=OnnxRuntimeGraph(decoder, providers, replace(config, fixed_dims=((DECODER_PROMPT_AXIS, points),))),
+            prompts=points,
+            image_size=manifest.preprocessing.image_size,
+            warm_up_runs=CUDA_WARM_UP_RUNS,
+        ), None
+    except Exception as exc:  # onnxruntime refuses a graph it cannot capture whole: served without, and said
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        log.warning("CUDA graphs refused, serving without them (%s)", reason)
+        return None, reason
+
+
+def _capture_agrees(segmenter: Segmenter, image: np.ndarray, tolerance: dict[str, float]) -> str | None:
+    """The captured path against the ordinary sessions on one image with the captured prompt count: None when
+    they agree within the golden tolerance, else what differs (a replay on stale addresses gives noise)."""
+    if segmenter.capture is None:
+        raise ValueError("the agreement check needs captured networks")
+    options = PredictOptions(points=segmenter.capture.prompts, maps=("binary",))
+    ours, expected = segmenter.predict(image, options), with_capture(segmenter, None).predict(image, options)
+    if ours.low_res_logits is None or expected.low_res_logits is None:
+        raise ValueError("the agreement check needs the logits")
+    error = relative_error(ours.low_res_logits, expected.low_res_logits)
+    overlap = iou(ours.binary, expected.binary)
+    if error <= tolerance["logits_relative_error"] and overlap >= tolerance["final_mask_iou"]:
+        return None
+    return f"the captured networks disagree with the ordinary sessions (logits {error:.2e}, mask IoU {overlap:.4f})"
 
 
 def _gate_on_device(
@@ -246,6 +308,11 @@ def segmenter_from_files(files: ModelFiles, options: LoadOptions) -> Segmenter:
     segmenter = build_segmenter(files, providers, choice, options)
     if choice.gated_on_device:
         segmenter, choice = _gate_on_device(segmenter, files, providers, options)
+    if segmenter.capture is not None:
+        problem = _capture_agrees(segmenter, golden.load_golden(files.golden).image, choice.golden_tolerance)
+        if problem is not None:
+            log.warning("CUDA graphs refused, serving without them (%s)", problem)
+            segmenter = with_capture(segmenter, None, refused=problem)
     if options.self_test:
         started = time.perf_counter()
         try:
@@ -262,10 +329,9 @@ def verified_files(model_dir: Path, options: LoadOptions) -> ModelFiles:
     ModelLoadError when it cannot be served here (integrity, random-weights policy, key, device, precision)."""
     manifest = servable_manifest(model_dir, allow_random_weights=options.allow_random_weights, trust=options.trust)
     require_key(manifest, options.model_key)  # before planning: the first thing to say to its operator
-    _, choice = plan(manifest, options)
-    return read_model_files(
-        model_dir, allow_random_weights=True, key=options.model_key, roles=artifacts_for(choice), manifest=manifest
-    )
+    providers, choice = plan(manifest, options)
+    roles = artifacts_for(choice, procedure_artifact(manifest, providers[0] == CPU_PROVIDER))
+    return read_model_files(model_dir, allow_random_weights=True, key=options.model_key, roles=roles, manifest=manifest)
 
 
 def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:

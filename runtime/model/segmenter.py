@@ -6,13 +6,15 @@ execution provider (preprocess, encoder, decoder, procedure); their values pass 
 engine holds them (on a GPU they stay in device memory) and only the maps asked for come back to the host.
 
 `Segmenter` holds only immutable state (manifest, graphs) and, when encoder batching is on, the thread-safe
-open batch (`model.batching`), so one instance is shared by all requests and threads; everything per image
-lives in the values passed between stages.
+open batch (`model.batching`), or, with CUDA graphs, the captured networks whose buffers a lone image holds
+for its turn (`model.capture`), so one instance is shared by all requests and threads; everything else per
+image lives in the values passed between stages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -30,6 +32,7 @@ from vreyesam.runtime.manifest import (
 )
 from vreyesam.runtime.model import preprocess, procedure
 from vreyesam.runtime.model.batching import UNBATCHED, BatchPolicy, EncoderBatches, Seat
+from vreyesam.runtime.model.capture import Capture
 from vreyesam.runtime.model.timing import Clock, Timings
 from vreyesam.runtime.vocabulary import MAP_NAMES, MapName, Precision
 
@@ -140,6 +143,8 @@ class Segmenter:
         encoder_batch: BatchPolicy = UNBATCHED,
         precision: Precision = "fp32",
         refused: Mapping[str, str] | None = None,
+        capture: Capture | None = None,
+        capture_refused: str | None = None,
     ) -> None:
         if [item.name for item in fields(Features)] != list(ENCODER_OUTPUTS):
             raise ValueError("Features does not name the encoder's outputs")
@@ -151,6 +156,10 @@ class Segmenter:
         self.encoder_batch = encoder_batch
         shape = (3, manifest.preprocessing.image_size, manifest.preprocessing.image_size)  # one image's input
         self.batches = EncoderBatches(preprocess, encoder, shape, encoder_batch) if encoder_batch.enabled else None
+        if capture is not None and self.batches is not None:
+            raise ValueError("CUDA graphs serve lone images: they do not combine with encoder batching")
+        self.capture = capture
+        self.capture_refused = capture_refused  # why CUDA graphs were asked for and are not used
         self.self_test_seconds = 0.0  # the golden self-test's time, set by the loader before it is shared
 
     @property
@@ -160,16 +169,31 @@ class Segmenter:
         return "+".join(dict.fromkeys(graph.engine for graph in graphs))
 
     @property
+    def cuda_graphs(self) -> str:
+        """`on` when lone images replay captured networks, `refused: why` when asked for and not used, else
+        `off`."""
+        if self.capture is not None:
+            return "on"
+        return f"refused: {self.capture_refused}" if self.capture_refused else "off"
+
+    @property
     def graph_engines(self) -> dict[str, str]:
         """Each graph's engine, in the order they run."""
         graphs = {"preprocess": self.preprocess, "encoder": self.encoder, "decoder": self.decoder}
         return {role: graph.engine for role, graph in {**graphs, "procedure": self.procedure}.items()}
 
-    def prepare(self, image_rgb: np.ndarray, clock: Clock | None = None) -> PreparedImage:
-        """The fitted image and the encoder's input; with batching on, written into a seat's row of a batch."""
+    def prepare(
+        self, image_rgb: np.ndarray, clock: Clock | None = None, capture: Capture | None = None
+    ) -> PreparedImage:
+        """The fitted image and the encoder's input; with batching on, written into a seat's row of a batch;
+        with `capture` (its turn held), written into the captured encoder's input."""
         clock = clock or Clock()
         fitted = preprocess.fit_image(image_rgb, self.manifest.preprocessing.fit_size)
         input_hw = (image_rgb.shape[0], image_rgb.shape[1])
+        if capture is not None:
+            into = {PREPROCESS_OUTPUT: capture.buffers.image}
+            clock.run(self.preprocess, {PREPROCESS_INPUT: fitted}, into=into)
+            return PreparedImage(input_hw, fitted, capture.buffers.image)
         if self.batches is None:
             outputs = clock.run(self.preprocess, {PREPROCESS_INPUT: fitted})
             return PreparedImage(input_hw, fitted, outputs[PREPROCESS_OUTPUT])
@@ -180,21 +204,31 @@ class Segmenter:
             self.batches.settle(seat)
         return PreparedImage(input_hw, fitted, seat.input_row, seat)
 
-    def encode(self, prepared: PreparedImage, clock: Clock | None = None) -> Features:
-        """The image's features: its own encoder run, or its row of its batch's run."""
+    def encode(self, prepared: PreparedImage, clock: Clock | None = None, capture: Capture | None = None) -> Features:
+        """The image's features: its own encoder run, its row of its batch's run, or the captured run."""
         clock = clock or Clock()
+        if capture is not None:
+            feeds, fetch, into = capture.encoder_run()
+            return Features(**clock.run(capture.encoder, feeds, fetch, into))
         if prepared.seat is not None and self.batches is not None:
             return Features(**self.batches.features(prepared.seat, clock))
         feed = _handed(self.preprocess, self.encoder, {ENCODER_INPUT: prepared.model_input})
         return Features(**clock.run(self.encoder, feed, ENCODER_OUTPUTS))
 
-    def decode(self, features: Features, model_points: np.ndarray, clock: Clock | None = None) -> Decoded:
+    def decode(
+        self, features: Features, model_points: np.ndarray, clock: Clock | None = None, capture: Capture | None = None
+    ) -> Decoded:
         """Nx1x2 float32 points in the model frame -> logits and scores, in chunks of `decoder_batch` prompts.
 
         One chunk (a GPU takes all prompts at once) leaves the logits on the device; several (one prompt per
-        call measured fastest on a CPU) are joined on the host, which is the CPU's memory anyway.
+        call measured fastest on a CPU) are joined on the host, which is the CPU's memory anyway. With
+        `capture`, the captured decoder takes all prompts into its buffers.
         """
         clock = clock or Clock()
+        if capture is not None:
+            made = clock.run(capture.decoder, *capture.decoder_run(model_points))
+            # A copy: on the host, `to_host` of a buffer is a view, which the next image's turn overwrites.
+            return Decoded(made["low_res_logits"], np.array(capture.decoder.to_host(made["scores"])))
         image_side = _handed(self.encoder, self.decoder, features.decoder_feed())
         starts = range(0, len(model_points), self.decoder_batch)
         if len(starts) == 1:
@@ -249,18 +283,22 @@ class Segmenter:
         """HxWx3 uint8 RGB -> Prediction at HxW. Raises PromptOutsideImage for a bad explicit prompt."""
         options = options or PredictOptions()
         parameters = self.parameters(options)
+        capture = self.capture if self.capture is not None and self.capture.takes(parameters.points) else None
         clock = Clock()
-        with clock.stage("preprocess"):
-            prepared = self.prepare(image_rgb, clock)
-            points = self.prompt_points(prepared, parameters, options.explicit_points)
-        with clock.stage("encoder"):
-            features = self.encode(prepared, clock)
-        with clock.stage("decoder"):
-            model_points = procedure.to_model_frame(points, prepared.fitted_hw, self.manifest.preprocessing.image_size)
-            decoded = self.decode(features, model_points, clock)
-        with clock.stage("procedure"):
-            maps = self.finish(prepared, decoded, parameters.threshold, options.maps, clock)
-            logits = self.decoder.to_host(decoded.logits) if options.keep_logits else None
+        with capture.turn() if capture is not None else nullcontext():
+            with clock.stage("preprocess"):
+                prepared = self.prepare(image_rgb, clock, capture)
+                points = self.prompt_points(prepared, parameters, options.explicit_points)
+            with clock.stage("encoder"):
+                features = self.encode(prepared, clock, capture)
+            with clock.stage("decoder"):
+                size = self.manifest.preprocessing.image_size
+                decoded = self.decode(
+                    features, procedure.to_model_frame(points, prepared.fitted_hw, size), clock, capture
+                )
+            with clock.stage("procedure"):
+                maps = self.finish(prepared, decoded, parameters.threshold, options.maps, clock)
+                logits = np.array(self.decoder.to_host(decoded.logits)) if options.keep_logits else None
         return Prediction(
             input_hw=prepared.input_hw,
             binary=maps.get("binary"),
@@ -289,4 +327,21 @@ def replace_encoder(segmenter: Segmenter, fp32_encoder: Graph, refused: Mapping[
         encoder_batch=segmenter.encoder_batch,
         precision="fp32",
         refused=refused,
+    )
+
+
+def with_capture(segmenter: Segmenter, capture: Capture | None, refused: str | None = None) -> Segmenter:
+    """The same segmenter with (or, for None, without, and why) captured networks for lone images."""
+    return Segmenter(
+        manifest=segmenter.manifest,
+        preprocess=segmenter.preprocess,
+        encoder=segmenter.encoder,
+        decoder=segmenter.decoder,
+        procedure=segmenter.procedure,
+        decoder_batch=segmenter.decoder_batch,
+        encoder_batch=segmenter.encoder_batch,
+        precision=segmenter.precision,
+        refused=segmenter.refused,
+        capture=capture,
+        capture_refused=refused,
     )

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests import numpy_procedure
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
-from vreyesam.runtime.manifest import PREPROCESS, PROCEDURE, Preprocessing, read_manifest
+from vreyesam.runtime.manifest import PREPROCESS, PROCEDURE, PROCEDURE_PARALLEL, Preprocessing, read_manifest
 from vreyesam.runtime.model.artifacts import read_model_files
 from vreyesam.runtime.tools import synth
 
@@ -41,7 +41,7 @@ def graphs(model_dir: Path) -> dict[str, OnnxRuntimeGraph]:
     config = SessionConfig(intra_op_threads=2)
     return {
         role: OnnxRuntimeGraph(files.take_graph(role), ["CPUExecutionProvider"], config)
-        for role in (PREPROCESS, PROCEDURE)
+        for role in (PREPROCESS, PROCEDURE, PROCEDURE_PARALLEL)
     }
 
 
@@ -77,6 +77,17 @@ def test_procedure_graph_agrees_with_the_numpy_procedure(graphs, fitted, size) -
     assert (np.abs(ours["probability"] - reference["probability"]) <= one_prompt).mean() >= 0.999
     np.testing.assert_allclose(ours["uncertainty"], reference["uncertainty"], atol=1e-4)
     assert int(ours["area_px"]) == int(ours["binary"].sum())
+
+
+@pytest.mark.parametrize(("fitted", "size"), SIZES[:5])
+@pytest.mark.parametrize("count", [30, 1])
+def test_both_forms_of_the_procedure_give_the_same_bits(graphs, fitted, size, count: int) -> None:
+    """All prompts at once (a GPU's form) and one at a time (the CPU's) sum the same votes in the same order."""
+    logits, scores = _decoder_like(count, seed=sum(size) + count)
+    sequential = _procedure(graphs[PROCEDURE], logits, scores, fitted, size)
+    parallel = _procedure(graphs[PROCEDURE_PARALLEL], logits, scores, fitted, size)
+    for name, value in sequential.items():
+        assert np.array_equal(parallel[name], value), name
 
 
 @pytest.mark.parametrize(("fitted", "size"), SIZES)

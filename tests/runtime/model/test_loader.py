@@ -67,9 +67,13 @@ def test_each_artifact_is_read_once_and_the_engines_get_the_verified_bytes(
     [
         (True, 1, Shapes(encoder=(1,), encoder_general=False, encoder_padded=False, decoder=(1,))),
         (True, 8, Shapes(encoder=(), encoder_general=True, encoder_padded=False, decoder=(1,))),
-        (False, 1, Shapes(encoder=(1,), encoder_general=False, encoder_padded=False, decoder=(30,))),
-        (False, 8, Shapes(encoder=(1, 2, 4, 8), encoder_general=False, encoder_padded=True, decoder=(30,))),
-        (False, 12, Shapes(encoder=(1, 2, 4, 8, 12), encoder_general=False, encoder_padded=True, decoder=(30,))),
+        (False, 1, Shapes((1,), encoder_general=False, encoder_padded=False, decoder=(30,), procedure=(30,))),
+        (False, 8, Shapes((1, 2, 4, 8), encoder_general=False, encoder_padded=True, decoder=(30,), procedure=(30,))),
+        (
+            False,
+            12,
+            Shapes((1, 2, 4, 8, 12), encoder_general=False, encoder_padded=True, decoder=(30,), procedure=(30,)),
+        ),
     ],
 )
 def test_sessions_are_fixed_to_the_sizes_served(on_cpu: bool, batch: int, expected: Shapes) -> None:
