@@ -10,8 +10,10 @@ Workload: synthetic 400x300 eye images (VRBiom size) plus one 1920x1080 image, t
   reference for the CPU figures;
 - ort-<provider>[-<variant>]: this runtime on every execution provider available here, fp32 and each
   reduced-precision variant the export passed that this machine can run (bf16 on a CPU with native bf16);
-- http-<device>: the same runtime behind `vreyesam serve` (default precision), called over HTTP on loopback
-  with the default JSON answer; its overhead is reported against the in-process run of the same variant.
+  on a GPU each also as `...+graphs`, its lone images replayed from CUDA graphs (VREYESAM_CUDA_GRAPHS);
+- http-<device>[+graphs]: the same runtime behind `vreyesam serve` (default precision), called over HTTP on
+  loopback with the default JSON answer; its overhead is reported against the in-process run of the same
+  variant.
 Figures: end-to-end p50/p90 per image, images/s, encoder and decoder time, cold start, peak RSS, and
 fidelity against torch-fp32 (final-mask IoU, logits relative error, per-prompt mask IoU on the pixels where
 the reference logit is confident). Ratios are computed pair by pair against every torch contestant. On the
@@ -126,11 +128,11 @@ def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
     from vreyesam.runtime.media.decode import read_image_file
     from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 
-    device, precision = _ort_contestant(args.contestant)
-    segmenter = load_segmenter(
-        args.model,
-        LoadOptions(device=device, precision=precision, intra_op_threads=args.threads, allow_random_weights=True),
+    device, precision, graphs = _ort_contestant(args.contestant)
+    options = LoadOptions(
+        device=device, precision=precision, intra_op_threads=args.threads, allow_random_weights=True, cuda_graphs=graphs
     )
+    segmenter = load_segmenter(args.model, options)
     cold_start = time.time() - float(os.environ[LAUNCHED_AT_ENV])
     runs: list[dict[str, float]] = []
     outputs: dict[str, np.ndarray] = {}
@@ -152,13 +154,16 @@ def _worker_ort(args: argparse.Namespace) -> dict[str, object]:
         "peak_rss_mb": _peak_rss_mb(),
         "provider": segmenter.engines,
         "precision": segmenter.precision,
+        "cuda_graphs": segmenter.cuda_graphs,
     }
 
 
-def _ort_contestant(name: str) -> tuple[str, str]:
-    """`ort-cpu` -> (cpu, fp32); `ort-cpu-bf16-encoder` -> (cpu, bf16-encoder); `ort-cuda` -> (cuda, fp32)."""
-    _, device, *variant = name.split("-", 2)
-    return device, variant[0] if variant else "fp32"
+def _ort_contestant(name: str) -> tuple[str, str, bool]:
+    """`ort-cpu` -> (cpu, fp32, False); `ort-cpu-bf16-encoder` -> (cpu, bf16-encoder, False);
+    `ort-cuda-fp16-encoder+graphs` -> (cuda, fp16-encoder, True)."""
+    base, _, graphs = name.partition("+")
+    _, device, *variant = base.split("-", 2)
+    return device, variant[0] if variant else "fp32", graphs == "graphs"
 
 
 def _worker_http(args: argparse.Namespace) -> dict[str, object]:
@@ -168,8 +173,10 @@ def _worker_http(args: argparse.Namespace) -> dict[str, object]:
     from tests.server_harness import start_server
     from vreyesam.runtime.media import render
 
+    device, _, graphs = args.contestant.removeprefix("http-").partition("+")
     settings = {
-        "VREYESAM_DEVICE": args.contestant.removeprefix("http-"),
+        "VREYESAM_DEVICE": device,
+        "VREYESAM_CUDA_GRAPHS": "1" if graphs == "graphs" else "0",
         "VREYESAM_LOG_LEVEL": "warning",
         **({"VREYESAM_THREADS": str(args.threads)} if args.threads else {}),
     }
@@ -205,6 +212,7 @@ def _worker_http(args: argparse.Namespace) -> dict[str, object]:
         "peak_rss_mb": peak_rss,
         "provider": ready["provider"],
         "precision": ready["model"]["precision"],
+        "cuda_graphs": ready["cuda_graphs"],
     }
 
 
@@ -248,11 +256,14 @@ def _contestants(device: str, model: Path, torch_cpu: bool) -> list[str]:
         names += ["torch-cpu-fp32", "torch-cpu-bf16"]
     passed = [name for name, variant in read_manifest(model).variants.items() if variant.passed]
     if device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        names += ["ort-cuda", *(f"ort-cuda-{name}" for name in passed if name in GPU_VARIANTS)]
+        gpu = ["ort-cuda", *(f"ort-cuda-{name}" for name in passed if name in GPU_VARIANTS)]
+        names += [*gpu, *(f"{name}+graphs" for name in gpu)]
     names.append("ort-cpu")
     if bf16_supported():
         names += [f"ort-cpu-{name}" for name in passed if name in CPU_VARIANTS]
     names.append(f"http-{device}")
+    if device == "cuda":
+        names.append("http-cuda+graphs")
     return names
 
 
@@ -336,6 +347,7 @@ def summarize(name: str, raw: dict[str, object], workdir: Path) -> dict[str, obj
         "contestant": name,
         "provider": raw.get("provider", "torch"),
         "precision": raw.get("precision", "fp32"),
+        "cuda_graphs": raw.get("cuda_graphs", "off"),
         "e2e_p50_ms": float(np.percentile(e2e, 50)),
         "e2e_p90_ms": float(np.percentile(e2e, 90)),
         "images_per_s": float(1000.0 / e2e.mean()),
@@ -358,9 +370,9 @@ def add_ratios(rows: list[dict[str, object]]) -> None:
                 row[f"speedup_vs_{ref}"] = float(by_name[ref]["e2e_p50_ms"]) / float(row["e2e_p50_ms"])
         if str(row["contestant"]).startswith("http-"):
             # HTTP overhead: against the in-process run of the same device and precision.
-            device = str(row["contestant"]).removeprefix("http-")
+            device, plus, graphs = str(row["contestant"]).removeprefix("http-").partition("+")
             suffix = "" if row["precision"] == "fp32" else f"-{row['precision']}"
-            in_process = by_name.get(f"ort-{device}{suffix}")
+            in_process = by_name.get(f"ort-{device}{suffix}{plus}{graphs}")
             if in_process is not None:
                 row["http_overhead"] = float(row["e2e_p50_ms"]) / float(in_process["e2e_p50_ms"]) - 1.0
 

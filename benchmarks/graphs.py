@@ -3,14 +3,20 @@
     python -m benchmarks.graphs --model DIR [--device cuda|cpu] [--batches 1,2,4,8,16] [--prompts 30,120,480]
         [--runs 20] [--clients 1,2,4,8] [--precision auto] [--skip-graphs] [--json OUT]
 
-Per graph (preprocess, encoder, fp16 encoder, decoder, procedure), milliseconds per run at each batch size:
-- `host`: the runtime's own `OnnxRuntimeGraph` fed host arrays (what a request pays today);
-- `device`: inputs already in the provider's memory, outputs left there (the graph alone);
-- `cuda_graph`: the same, replayed from a captured CUDA graph (CUDA only; the error when it cannot capture).
+Per graph (preprocess, encoder, fp16 encoder, decoder, procedure in both forms), milliseconds per run at each
+batch size:
+- `host`: the runtime's own `OnnxRuntimeGraph` fed host arrays (what a request pays);
+- `device`: inputs already in the provider's memory, outputs left there (the graph alone), on a session
+  with a free batch axis; `fixed`: the same on a session fixed to that size (what the runtime serves);
+- `cuda_graph`: the fixed session replayed from a captured CUDA graph (CUDA only; the error when it cannot
+  capture);
+- `memcpy_nodes`: the copies onnxruntime inserted between the providers, general and fixed (each is a
+  transfer across the bus and a synchronisation; a captured graph needs none).
 Then one profiled `device` run per graph: time per (provider, operator) and the nodes onnxruntime placed on
-the CPU provider (on a GPU each is a copy across the bus). Last, the whole pipeline (`load_segmenter`,
-precision `auto`) called from 1..N threads at once: images/s, and the stage medians of a lone caller with
-each network's GFLOP/s (from `benchmarks.flops`, which needs the `onnx` package).
+the CPU provider. Last, the whole pipeline (`load_segmenter`, precision `auto`) in each `--layouts` entry
+(`plain`; `cuda-graphs`: VREYESAM_CUDA_GRAPHS; `batch-B`: encoder batching of B images, with B callers at
+least): the stage medians of a lone caller with each network's GFLOP/s (from `benchmarks.flops`, which
+needs the `onnx` package), then images/s from 1..N threads at once.
 Every measurement is taken on its own: one that fails is recorded with its error and the rest still run.
 """
 
@@ -25,6 +31,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +39,28 @@ import numpy as np
 import onnxruntime as ort
 
 from vreyesam.runtime.engines.devices import CPU_PROVIDER, resolve_providers
-from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
+from vreyesam.runtime.engines.onnxruntime_graph import (
+    OnnxRuntimeGraph,
+    SessionConfig,
+    disabled_optimizers,
+    provider_entries,
+    session_options,
+)
 from vreyesam.runtime.manifest import (
     DECODER,
     DECODER_IMAGE_INPUTS,
+    DECODER_PROMPT_AXIS,
     ENCODER,
+    ENCODER_BATCH_AXIS,
     ENCODER_FP16,
     PREPROCESS,
     PREPROCESS_INPUT,
     PROCEDURE,
+    PROCEDURE_PARALLEL,
+    PROCEDURE_PROMPT_AXIS,
 )
 from vreyesam.runtime.model.artifacts import read_model_files
+from vreyesam.runtime.model.batching import BatchPolicy
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 from vreyesam.runtime.model.preprocess import fit_image
 from vreyesam.runtime.model.segmenter import Segmenter
@@ -82,24 +100,48 @@ class Probe:
         self.providers = resolve_providers(device)
         self.ort_device = "cpu" if self.providers[0] == CPU_PROVIDER else "cuda"
 
-    def session(self, *, cuda_graph: bool = False, profile_dir: Path | None = None) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
+    def config(self, fixed: tuple[str, int] | None = None, *, cuda_graph: bool = False) -> SessionConfig:
+        return SessionConfig(intra_op_threads=self.threads, fixed_dims=(fixed,) if fixed else (), cuda_graph=cuda_graph)
+
+    def session(
+        self,
+        *,
+        fixed: tuple[str, int] | None = None,
+        cuda_graph: bool = False,
+        profile_dir: Path | None = None,
+        saved: Path | None = None,
+    ) -> ort.InferenceSession:
+        """A session as the runtime builds it (its options, providers and disabled rewrites), `fixed` to one
+        size of a free axis, profiled or with its optimised graph saved when asked."""
+        config = self.config(fixed, cuda_graph=cuda_graph)
+        options = session_options(config)
         if profile_dir is not None:
             options.enable_profiling = True
             options.profile_file_prefix = str(profile_dir / "profile")
-        providers: list[Any] = list(self.providers)
-        if cuda_graph:
-            providers = [("CUDAExecutionProvider", {"enable_cuda_graph": "1"}), CPU_PROVIDER]
-        return ort.InferenceSession(self.model, sess_options=options, providers=providers)
+        if saved is not None:
+            options.optimized_model_filepath = str(saved)
+        return ort.InferenceSession(
+            self.model,
+            sess_options=options,
+            providers=provider_entries(self.providers, config),
+            disabled_optimizers=disabled_optimizers(self.providers),
+        )
+
+    def memcpy_nodes(self, fixed: tuple[str, int] | None = None) -> int:
+        """Copies between providers onnxruntime inserted in the session's graph (none on the CPU alone)."""
+        import onnx
+
+        with tempfile.TemporaryDirectory(prefix="vreyesam-optimised-") as tmp:
+            path = Path(tmp) / "optimised.onnx"
+            self.session(fixed=fixed, saved=path)
+            graph = onnx.load(str(path), load_external_data=False).graph
+        return sum(node.op_type in ("MemcpyFromHost", "MemcpyToHost") for node in graph.node)
 
     def on_device(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.ort_device, 0)
 
-    def host_run(self, feeds: Feeds) -> Callable[[], object]:
-        graph = OnnxRuntimeGraph(self.model, self.providers, SessionConfig(intra_op_threads=self.threads))
+    def host_run(self, feeds: Feeds, fixed: tuple[str, int] | None = None) -> Callable[[], object]:
+        graph = OnnxRuntimeGraph(self.model, self.providers, self.config(fixed))
         return lambda: graph.run(feeds)
 
     def device_run(self, session: ort.InferenceSession, feeds: Feeds) -> Callable[[], object]:
@@ -117,10 +159,12 @@ class Probe:
 
         return run
 
-    def cuda_graph_run(self, plain: ort.InferenceSession, feeds: Feeds) -> Callable[[], object]:
-        """Fixed input and output buffers (shaped by one run of `plain`), captured on the first run and
-        replayed after."""
-        session = self.session(cuda_graph=True)
+    def cuda_graph_run(
+        self, plain: ort.InferenceSession, feeds: Feeds, fixed: tuple[str, int] | None = None
+    ) -> Callable[[], object]:
+        """Fixed input and output buffers (shaped by one run of `plain`), captured on the third run (the
+        timer's warm-up) and replayed after, on a session fixed to the feeds' size."""
+        session = self.session(fixed=fixed, cuda_graph=True)
         probe = self.device_run(plain, feeds)()
         shapes = {
             output.name: value.shape()
@@ -159,6 +203,10 @@ class Probe:
         }
 
 
+def memcpy_counts(probe: Probe, fixed: tuple[str, int]) -> dict[str, int]:
+    return {"general": probe.memcpy_nodes(), f"fixed_{fixed[1]}": probe.memcpy_nodes(fixed)}
+
+
 def _numpy_type(onnx_type: str) -> type:
     return {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}.get(
         onnx_type, np.float32
@@ -179,15 +227,18 @@ def measure_encoder(probe: Probe, image: np.ndarray, args: argparse.Namespace) -
     outputs = dict(zip(names, plain.run(None, {"image": image}), strict=True))
     for batch in args.batches:
         feeds = {"image": np.repeat(image, batch, axis=0)}
+        fixed = (ENCODER_BATCH_AXIS, batch)
         entry: dict[str, Any] = record.setdefault(f"batch_{batch}", {})
         if batch == 1:
-            attempt(entry, "host", lambda: timed(probe.host_run(feeds), args.runs))  # noqa: B023 - run at once
+            attempt(entry, "host", lambda: timed(probe.host_run(feeds, fixed), args.runs))  # noqa: B023 - at once
         attempt(entry, "device", lambda: timed(probe.device_run(plain, feeds), args.runs))  # noqa: B023
+        attempt(entry, "fixed", lambda: timed(probe.device_run(probe.session(fixed=fixed), feeds), args.runs))  # noqa: B023
         if probe.ort_device == "cuda":
-            attempt(entry, "cuda_graph", lambda: timed(probe.cuda_graph_run(plain, feeds), args.runs))  # noqa: B023
-        for mode in ("device", "cuda_graph"):
+            attempt(entry, "cuda_graph", lambda: timed(probe.cuda_graph_run(plain, feeds, fixed), args.runs))  # noqa: B023
+        for mode in ("device", "fixed", "cuda_graph"):
             if "p50_ms" in entry.get(mode, {}):
                 entry[mode]["ms_per_image"] = round(entry[mode]["p50_ms"] / batch, 3)
+    attempt(record, "memcpy_nodes", lambda: memcpy_counts(probe, (ENCODER_BATCH_AXIS, 1)))
     attempt(record, "profile_batch_1", lambda: probe.profile({"image": image}))
     return record, outputs
 
@@ -210,7 +261,7 @@ def fp16_decoder(decoder: Probe, feeds: Feeds, logits: np.ndarray, args: argpars
 
 
 def measure_graphs(args: argparse.Namespace, model: Path) -> dict[str, Any]:
-    roles = [PREPROCESS, ENCODER, ENCODER_FP16, DECODER, PROCEDURE]
+    roles = [PREPROCESS, ENCODER, ENCODER_FP16, DECODER, PROCEDURE, PROCEDURE_PARALLEL]
     files = read_model_files(model, allow_random_weights=True, roles=None)
     present = [role for role in roles if role in files.manifest.artifacts]
     graphs = {role: files.take_graph(role) for role in present}
@@ -237,21 +288,23 @@ def measure_graphs(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     image_side = {name: features[name] for name in DECODER_IMAGE_INPUTS}
     record = report.setdefault(DECODER, {})
     logits = scores = None
-    for prompts in args.prompts:
+    for prompts in sorted(args.prompts, key=lambda count: count != POINTS):  # the procedure's count first
         points = rng.integers(0, 1024, size=(prompts, 1, 2)).astype(np.float32)
         feeds = {**image_side, "point_coords": points, "point_labels": np.ones((prompts, 1), np.int32)}
         entry = record.setdefault(f"prompts_{prompts}", {})
-        attempt(entry, "host", lambda: timed(decoder.host_run(feeds), args.runs))  # noqa: B023 - run at once
+        fixed = (DECODER_PROMPT_AXIS, prompts)
+        attempt(entry, "host", lambda: timed(decoder.host_run(feeds, fixed), args.runs))  # noqa: B023 - at once
         attempt(entry, "device", lambda: timed(decoder.device_run(plain, feeds), args.runs))  # noqa: B023
+        attempt(entry, "fixed", lambda: timed(decoder.device_run(decoder.session(fixed=fixed), feeds), args.runs))  # noqa: B023
         if decoder.ort_device == "cuda":
-            attempt(entry, "cuda_graph", lambda: timed(decoder.cuda_graph_run(plain, feeds), args.runs))  # noqa: B023
+            attempt(entry, "cuda_graph", lambda: timed(decoder.cuda_graph_run(plain, feeds, fixed), args.runs))  # noqa: B023
         if logits is None:
             logits, scores = plain.run(None, feeds)
             attempt(record, f"profile_prompts_{prompts}", lambda: decoder.profile(feeds))  # noqa: B023
             if decoder.ort_device == "cuda":
                 attempt(record, f"fp16_prompts_{prompts}", lambda: fp16_decoder(decoder, feeds, logits, args))  # noqa: B023
 
-    procedure = Probe(graphs[PROCEDURE], args.device, args.threads)
+    attempt(record, "memcpy_nodes", lambda: memcpy_counts(decoder, (DECODER_PROMPT_AXIS, POINTS)))
     feeds = {
         "low_res_logits": logits,
         "scores": scores,
@@ -259,10 +312,17 @@ def measure_graphs(args: argparse.Namespace, model: Path) -> dict[str, Any]:
         "fitted_hw": np.asarray(fitted.shape[:2], np.int64),
         "input_hw": np.asarray((300, 400), np.int64),
     }
-    report[PROCEDURE] = {}
-    attempt(report[PROCEDURE], "host", lambda: timed(procedure.host_run(feeds), args.runs))
-    attempt(report[PROCEDURE], "device", lambda: timed(procedure.device_run(procedure.session(), feeds), args.runs))
-    attempt(report[PROCEDURE], "profile", lambda: procedure.profile(feeds))
+    for role in (PROCEDURE, PROCEDURE_PARALLEL):
+        if role not in graphs:
+            continue
+        procedure = Probe(graphs[role], args.device, args.threads)
+        fixed = (PROCEDURE_PROMPT_AXIS, len(scores))
+        entry = report[role] = {}
+        attempt(entry, "host", lambda: timed(procedure.host_run(feeds), args.runs))  # noqa: B023 - run at once
+        attempt(entry, "device", lambda: timed(procedure.device_run(procedure.session(), feeds), args.runs))  # noqa: B023
+        attempt(entry, "fixed", lambda: timed(procedure.device_run(procedure.session(fixed=fixed), feeds), args.runs))  # noqa: B023
+        attempt(entry, "memcpy_nodes", lambda: memcpy_counts(procedure, fixed))  # noqa: B023
+        attempt(entry, "profile", lambda: procedure.profile(feeds))  # noqa: B023
     return report
 
 
@@ -297,12 +357,24 @@ def work_rates(model: Path, medians: dict[str, float]) -> dict[str, float]:
     return rates
 
 
-def measure_pipeline(args: argparse.Namespace, model: Path) -> dict[str, Any]:
-    """The pipeline as served (`--precision`, default `auto`): stage medians of a lone caller, the networks'
-    work rates, then images/s from N threads at once."""
+def layout_options(args: argparse.Namespace, layout: str) -> LoadOptions:
+    """`plain`, `cuda-graphs` or `batch-B` as the loader's options."""
     options = LoadOptions(
         device=args.device, precision=args.precision, intra_op_threads=args.threads, allow_random_weights=True
     )
+    if layout == "cuda-graphs":
+        return replace(options, cuda_graphs=True)
+    if layout.startswith("batch-"):
+        return replace(options, encoder_batch=BatchPolicy(max_images=int(layout.removeprefix("batch-"))))
+    if layout != "plain":
+        raise ValueError(f"unknown layout {layout!r} (plain, cuda-graphs, batch-B)")
+    return options
+
+
+def measure_pipeline(args: argparse.Namespace, model: Path, layout: str) -> dict[str, Any]:
+    """The pipeline as served (`--precision`, default `auto`) in one layout: stage medians of a lone caller,
+    the networks' work rates, then images/s from N threads at once (at least B for a batch of B)."""
+    options = layout_options(args, layout)
     segmenter = load_segmenter(model, options)
     image = _image()
     for _ in range(3):
@@ -316,10 +388,12 @@ def measure_pipeline(args: argparse.Namespace, model: Path) -> dict[str, Any]:
         "engines": segmenter.engines,
         "precision": segmenter.precision,
         "refused": segmenter.refused,
+        "cuda_graphs": segmenter.cuda_graphs,
         "stage_p50_ms": medians,
         **work_rates(model, medians),
     }
-    for clients in args.clients:
+    batch = options.encoder_batch.max_images
+    for clients in sorted({*args.clients, *([batch] if batch > 1 else [])}):
         per_client = max(2, args.runs * 2 // clients)
         report[f"clients_{clients}_images_per_s"] = round(images_per_s(segmenter, image, clients, per_client), 2)
     return report
@@ -340,12 +414,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
     parser.add_argument("--precision", default="auto", help="the pipeline's variant (default: auto)")
     parser.add_argument("--skip-graphs", action="store_true", help="the pipeline figures only")
+    parser.add_argument(
+        "--layouts", default="plain", help="pipeline layouts, comma-separated: plain, cuda-graphs, batch-B"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"device": args.device, "onnxruntime": ort.__version__, "cpus": os.cpu_count()}
     if not args.skip_graphs:
         attempt(report, "graphs", lambda: measure_graphs(args, args.model))
-    attempt(report, "pipeline", lambda: measure_pipeline(args, args.model))
+    for layout in args.layouts.split(","):
+        attempt(report, f"pipeline_{layout}", lambda: measure_pipeline(args, args.model, layout))  # noqa: B023
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -1,7 +1,7 @@
 """Images per second of a server against the number of clients, for several workers x threads layouts.
 
     python -m benchmarks.throughput --model DIR [--layouts 1x2,2x1] [--encoder-batches 1] [--clients 1,2,4]
-                                    [--requests 12] [--device cpu|cuda] [--json OUT]
+                                    [--requests 12] [--device cpu|cuda] [--cuda-graphs] [--json OUT]
 
 Each layout `WxT` is `vreyesam serve` with VREYESAM_WORKERS=W and VREYESAM_THREADS=T (intra-op threads per
 worker; 0 = onnxruntime's default), once per encoder batch B (VREYESAM_ENCODER_BATCH=B, with B admission
@@ -85,9 +85,11 @@ def measure_layout(
     requests: int,
     log: Path,
     device: str,
+    cuda_graphs: bool = False,
 ) -> dict:
     env = {
         "VREYESAM_DEVICE": device,
+        "VREYESAM_CUDA_GRAPHS": "1" if cuda_graphs else "0",
         "VREYESAM_WORKERS": str(workers),
         "VREYESAM_THREADS": str(threads),
         "VREYESAM_ENCODER_BATCH": str(encoder_batch),
@@ -109,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,2,4")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--requests", type=int, default=12, help="predictions per client count")
+    parser.add_argument(
+        "--cuda-graphs", action="store_true", help="also run each unbatched layout with VREYESAM_CUDA_GRAPHS=1"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     clients = [int(item) for item in args.clients.split(",")]
@@ -116,10 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vreyesam-throughput-") as folder:
         for layout in args.layouts.split(","):
             workers, threads = (int(part) for part in layout.split("x"))
-            for batch in (int(item) for item in args.encoder_batches.split(",")):
-                name = layout if batch == 1 else f"{layout} batch {batch}"
-                log = Path(folder) / f"{layout}-{batch}.log"
-                figures = measure_layout(args.model, workers, threads, batch, clients, args.requests, log, args.device)
+            runs = [(int(item), False) for item in args.encoder_batches.split(",")]
+            runs += [(1, True)] if args.cuda_graphs else []
+            for batch, graphs in runs:
+                name = (layout if batch == 1 else f"{layout} batch {batch}") + (" cuda graphs" if graphs else "")
+                log = Path(folder) / f"{layout}-{batch}-{int(graphs)}.log"
+                figures = measure_layout(
+                    args.model, workers, threads, batch, clients, args.requests, log, args.device, graphs
+                )
                 report["layouts"][name] = figures
                 print(name, figures, flush=True)
     text = json.dumps(report, indent=1)

@@ -15,7 +15,9 @@ from benchmarks.flops import network_gflop
 
 def test_each_network_against_the_rate_of_its_precision(model_dir: Path) -> None:
     rates = matrix_peak.matrix_rates(threads=1, size=256, repeats=1)
-    assert set(rates) == {"fp32", "bf16"} and all(rate > 0 for rate in rates.values())
+    # bf16 where the CPU has it natively (emulated bf16 is no ceiling for anything served)
+    assert set(rates) == ({"fp32", "bf16"} if matrix_peak.native_bf16() else {"fp32"})
+    assert all(rate > 0 for rate in rates.values())
     rows = [
         {"contestant": "torch-fp32", "precision": "fp32", "encoder_ms": 1.0, "decoder_ms": 1.0},
         {"contestant": "ort-cpu", "precision": "fp32", "encoder_ms": 2000.0, "decoder_ms": 500.0},

@@ -24,7 +24,8 @@ def test_slots_queue_and_refusal() -> None:
         first = asyncio.create_task(_hold(admission, first_started, release))
         await first_started.wait()
         second = asyncio.create_task(_hold(admission, second_started, release))  # waits for the slot
-        await asyncio.sleep(0.05)
+        while admission.waiting < 1:  # the second task runs until it waits for the held slot
+            await asyncio.sleep(0)
         assert not second_started.is_set()
         with pytest.raises(Overloaded) as refused:  # one running, one waiting: the third is turned away
             async with admission.slot():

@@ -14,6 +14,7 @@ import pytest
 
 from tests.app_harness import DEADLINE_S, running_app
 from tests.reliability.http_checks import assert_clean_error
+from vreyesam.runtime.model.artifacts import ModelLoadError
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import Settings
 
@@ -80,7 +81,7 @@ def test_loading_then_ready(segmenter: Segmenter) -> None:
     ],
     ids=lambda error: type(error).__name__,
 )
-def test_a_failed_load_is_reported_and_stops_the_server(error: BaseException) -> None:
+def test_a_failed_load_is_reported_and_stops_the_server(error: BaseException, caplog: pytest.LogCaptureFixture) -> None:
     stopped: list[str] = []
 
     def failing_loader() -> Segmenter:
@@ -88,6 +89,10 @@ def test_a_failed_load_is_reported_and_stops_the_server(error: BaseException) ->
 
     with running_app(Settings(), failing_loader, on_load_failure=lambda: stopped.append("stop")) as running:
         running.wait_failed()
+        # What a failure other than the loader's own says may name files: the log gets its kind only.
+        logged = [record.getMessage() for record in caplog.records if record.name == "vreyesam.server"]
+        assert f"model failed to load: {type(error).__name__}" in logged, logged
+        assert "secret" not in caplog.text and "encoder" not in caplog.text
         assert stopped == ["stop"]
         assert running.edge.model.failed and running.edge.model.segmenter is None
         failed = running.client.get("/readyz")
@@ -98,3 +103,15 @@ def test_a_failed_load_is_reported_and_stops_the_server(error: BaseException) ->
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
     assert running.failure_calls == [None]  # called once, not again at shutdown
     assert not running.loaded.is_set()
+
+
+def test_a_refused_model_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """The loader's own refusals (ModelLoadError) are written to be read by an operator: logged as they are."""
+
+    def refusing_loader() -> Segmenter:
+        raise ModelLoadError("model directory failed verification: encoder artifact does not match its sha256")
+
+    with running_app(Settings(), refusing_loader) as running:
+        running.wait_failed()
+    logged = [record.getMessage() for record in caplog.records if record.name == "vreyesam.server"]
+    assert "model failed to load: model directory failed verification: encoder artifact does not match its sha256" in logged
