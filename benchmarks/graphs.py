@@ -59,7 +59,7 @@ from vreyesam.runtime.manifest import (
     PROCEDURE_PARALLEL,
     PROCEDURE_PROMPT_AXIS,
 )
-from vreyesam.runtime.model.artifacts import read_model_files
+from vreyesam.runtime.model.artifacts import read_model_files, servable_manifest
 from vreyesam.runtime.model.batching import BatchPolicy
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 from vreyesam.runtime.model.preprocess import fit_image
@@ -262,7 +262,7 @@ def fp16_decoder(decoder: Probe, feeds: Feeds, logits: np.ndarray, args: argpars
 
 def measure_graphs(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     roles = [PREPROCESS, ENCODER, ENCODER_FP16, DECODER, PROCEDURE, PROCEDURE_PARALLEL]
-    files = read_model_files(model, allow_random_weights=True, roles=None)
+    files = read_model_files(model, servable_manifest(model, allow_random_weights=True, trust=None))
     present = [role for role in roles if role in files.manifest.artifacts]
     graphs = {role: files.take_graph(role) for role in present}
     report: dict[str, Any] = {}

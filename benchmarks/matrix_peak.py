@@ -29,7 +29,7 @@ def native_bf16() -> bool:
     """Whether the CPU has bf16 matrix units (AVX512_BF16 or AMX): elsewhere torch emulates bf16 at a small
     fraction of its fp32 rate, which is no ceiling for anything served here (no bf16 variant runs there)."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+        with Path("/proc/cpuinfo").open(encoding="ascii", errors="replace") as info:
             flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
     except OSError:
         return False

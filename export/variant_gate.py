@@ -34,7 +34,9 @@ def _gate(
     tolerance = dict(VARIANT_GOLDEN_TOLERANCE)
     choice = surface.Choice(name=name, encoder=encoder, decoder=decoder, golden_tolerance=tolerance)
     try:
-        files = surface.read_model_files(staging, allow_random_weights=True)
+        files = surface.read_model_files(
+            staging, surface.servable_manifest(staging, allow_random_weights=True, trust=None)
+        )
         segmenter = surface.build_segmenter(files, [surface.CPU_PROVIDER], choice, surface.LoadOptions(device="cpu"))
     except surface.ModelLoadError as exc:
         report = FidelityReport(passed=False, problems=(f"{name} failed to load: {exc}",))

@@ -13,7 +13,7 @@ from vreyesam.runtime.engines.devices import CPU_PROVIDER
 from vreyesam.runtime.engines.openvino_graph import bf16_supported
 from vreyesam.runtime.media.decode import ImageInputError, read_image_file
 from vreyesam.runtime.model.agreement import confident_pixel_iou, iou, relative_error
-from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
+from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files, servable_manifest
 from vreyesam.runtime.model.crypto import ModelKeyError, encrypt, new_key_text, parse_key
 from vreyesam.runtime.model.golden import GoldenMismatch, GoldenSample, run_golden, save_golden
 from vreyesam.runtime.model.loader import LoadOptions, build_segmenter, load_segmenter
@@ -53,6 +53,7 @@ __all__ = [
     "run_golden",
     "sample_points",
     "save_golden",
+    "servable_manifest",
     "synthetic_eyes",
     "to_model_frame",
 ]

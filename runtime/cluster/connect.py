@@ -22,12 +22,15 @@ from contextlib import contextmanager
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from vreyesam.runtime.cluster.proxy import CALLBACK, CALLBACK_VARIABLE
 from vreyesam.runtime.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("vreyesam.cluster")
 
 AUTH_VARIABLE = "RAY_AUTH_MODE"
+# Ray Serve's proxy runs the middlewares this names on every node (cluster/proxy.py: the body cap). Named
+# here, not imported from the proxy's module: the batch path (`predict --ray`) has no HTTP stack to import.
+CALLBACK_VARIABLE = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+CALLBACK = "vreyesam.runtime.cluster.proxy:middlewares"
 NAMESPACE = "vreyesam"
 # What every node's `ray start` needs in its environment (the proxy and the replicas inherit it).
 NODE_ENVIRONMENT = {AUTH_VARIABLE: "token", CALLBACK_VARIABLE: CALLBACK}

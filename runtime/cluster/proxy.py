@@ -47,8 +47,6 @@ from vreyesam.runtime.http.errors import (
 )
 from vreyesam.runtime.settings import load_settings
 
-CALLBACK_VARIABLE = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
-CALLBACK = "vreyesam.runtime.cluster.proxy:middlewares"
 _APP_TYPES = (b"application/json", b"image/png")  # what the app answers with; anything else is the proxy's
 
 

@@ -39,6 +39,7 @@ from vreyesam.runtime.http.body_limit import BodyBudget, BodyLimitMiddleware
 from vreyesam.runtime.http.errors import ApiError, error_answer, json_error_body
 from vreyesam.runtime.http.logs import AccessLogMiddleware
 from vreyesam.runtime.media.decode import ImageInputError
+from vreyesam.runtime.model.artifacts import ModelLoadError
 from vreyesam.runtime.model.procedure import PromptOutsideImage
 from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, segment
 from vreyesam.runtime.model.segmenter import Segmenter
@@ -204,7 +205,10 @@ def _load_in_background(edge: EdgeState, load: SegmenterLoader, on_failure: Call
         log.info("model ready on %s", segmenter.engines)
     except BaseException as exc:  # whatever ends the load, the server must stop with exit 1
         state.failed = True
-        log.error("model failed to load: %s", str(exc) or type(exc).__name__)
+        # The loader's own refusals are written to be read; anything else may name a file or hold a secret:
+        # its kind only (its details at debug level, for an operator who asks for them).
+        log.error("model failed to load: %s", str(exc) if isinstance(exc, ModelLoadError) else type(exc).__name__)
+        log.debug("model load failure", exc_info=exc)
         on_failure()
 
 

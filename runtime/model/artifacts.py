@@ -11,6 +11,7 @@ longer passes for the original.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from vreyesam.runtime.manifest import (
@@ -90,9 +91,19 @@ def _plaintext(manifest: Manifest, role: str, data: bytes, key: bytes | None) ->
         raise ModelLoadError(str(exc)) from None
 
 
-def servable_manifest(model_dir: Path, *, allow_random_weights: bool, trust: Trust | None = None) -> Manifest:
-    """The manifest, if the directory has a valid one (signed by `trust`'s key, when given) and the
-    random-weights policy allows serving it."""
+@dataclass(frozen=True)
+class ServableManifest:
+    """A manifest that `servable_manifest` let through: its directory checked against `trust`'s key when one
+    was configured, and the random-weights policy applied. Only this opens the artifacts
+    (`read_model_files`), so no caller can read a model's files around those checks."""
+
+    manifest: Manifest
+    signed: bool
+
+
+def servable_manifest(model_dir: Path, *, allow_random_weights: bool, trust: Trust | None) -> ServableManifest:
+    """The manifest, if the directory has a valid one (signed by `trust`'s key: every caller says which key,
+    or None for none) and the random-weights policy allows serving it."""
     try:
         manifest = parse_manifest(verify_directory(model_dir, trust)) if trust else read_manifest(model_dir)
     except SignatureError as exc:
@@ -103,20 +114,17 @@ def servable_manifest(model_dir: Path, *, allow_random_weights: bool, trust: Tru
         raise ModelLoadError(
             "model was exported with random weights (a demo); set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"
         )
-    return manifest
+    return ServableManifest(manifest, signed=trust is not None)
 
 
 def read_model_files(
-    model_dir: Path,
-    *,
-    allow_random_weights: bool,
-    key: bytes | None = None,
-    roles: Iterable[str] | None = None,
-    manifest: Manifest | None = None,
+    model_dir: Path, servable: ServableManifest, *, key: bytes | None = None, roles: Iterable[str] | None = None
 ) -> ModelFiles:
-    """The artifacts `roles` (default: all) with the manifest, each read once and verified; ModelLoadError
-    when the directory must not be served. `manifest`: one already read by `servable_manifest`."""
-    manifest = manifest or servable_manifest(model_dir, allow_random_weights=allow_random_weights)
+    """The artifacts `roles` (default: all) of a manifest `servable_manifest` let through, each read once and
+    verified against it; ModelLoadError when the directory must not be served."""
+    if not isinstance(servable, ServableManifest):
+        raise TypeError("read_model_files takes the ServableManifest of servable_manifest, not a bare manifest")
+    manifest = servable.manifest
     wanted = sorted(set(manifest.artifacts if roles is None else roles))
     try:
         pinned = {role: _read_pinned(model_dir, manifest, role) for role in wanted}

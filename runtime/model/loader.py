@@ -327,11 +327,12 @@ def segmenter_from_files(files: ModelFiles, options: LoadOptions) -> Segmenter:
 def verified_files(model_dir: Path, options: LoadOptions) -> ModelFiles:
     """What the variant these options choose needs of the model directory, each file read once and checked;
     ModelLoadError when it cannot be served here (integrity, random-weights policy, key, device, precision)."""
-    manifest = servable_manifest(model_dir, allow_random_weights=options.allow_random_weights, trust=options.trust)
+    servable = servable_manifest(model_dir, allow_random_weights=options.allow_random_weights, trust=options.trust)
+    manifest = servable.manifest
     require_key(manifest, options.model_key)  # before planning: the first thing to say to its operator
     providers, choice = plan(manifest, options)
     roles = artifacts_for(choice, procedure_artifact(manifest, providers[0] == CPU_PROVIDER))
-    return read_model_files(model_dir, allow_random_weights=True, key=options.model_key, roles=roles, manifest=manifest)
+    return read_model_files(model_dir, servable, key=options.model_key, roles=roles)
 
 
 def load_segmenter(model_dir: Path, options: LoadOptions) -> Segmenter:

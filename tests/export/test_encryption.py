@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.model_files import open_model_files
 from vreyesam.cli import main
 from vreyesam.export.builder import _encrypt
 from vreyesam.runtime.manifest import GRAPH_ROLES, GRAPHS, MANIFEST_NAME, read_manifest
 from vreyesam.runtime.model import crypto
-from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
+from vreyesam.runtime.model.artifacts import ModelLoadError
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 from vreyesam.runtime.model.signature import SIGNATURE_NAME
 
@@ -39,7 +40,7 @@ def test_graphs_are_ciphertext_and_pinned(encrypted_dir: Path, key: bytes, model
         [*(f"{role}.onnx.enc" for role in graphs), *others, MANIFEST_NAME]
     )
     assert set(GRAPHS) <= set(graphs) and "golden.npz" in others
-    files = read_model_files(encrypted_dir, allow_random_weights=True, key=key)  # each file matches its pin
+    files = open_model_files(encrypted_dir, key=key)  # each file matches its pin
     for role in graphs:
         assert files.take_graph(role) == (model_dir / f"{role}.onnx").read_bytes()  # decrypted to the very graph
     blob = (encrypted_dir / "decoder.onnx.enc").read_bytes()

@@ -31,7 +31,7 @@ from tests.reliability.http_checks import assert_clean_error
 from tests.reliability.test_bad_inputs import MULTIPART_CASES, RAW_CASES
 from tests.runtime.cluster.ray_cluster import OBJECT_STORE_BYTES, TwoNodes, two_node_cluster
 from tests.server_harness import SHARED_SERVER_LIMITS, ServerProcess, free_port, ready_server, vreyesam_env
-from vreyesam.runtime.cluster.proxy import CALLBACK_VARIABLE
+from vreyesam.runtime.cluster.connect import CALLBACK_VARIABLE
 
 pytestmark = pytest.mark.ray
 

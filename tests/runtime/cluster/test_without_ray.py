@@ -29,3 +29,20 @@ def test_the_plain_commands_and_rooms_never_load_ray() -> None:
     result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "0"
+
+
+BATCH_PATH = """
+import sys
+from vreyesam.cli import build_parser
+import vreyesam.runtime.cluster.batch, vreyesam.runtime.cluster.connect, vreyesam.runtime.cluster.predict
+parser, missing = build_parser(["predict", "--ray"])
+assert missing is None, missing
+print(sorted(name for name in sys.modules if name == "fastapi" or name.startswith("vreyesam.runtime.http")))
+"""
+
+
+def test_the_batch_path_loads_no_http_stack() -> None:
+    """`vreyesam predict --ray` needs Ray and the model, not the API: neither FastAPI nor the http room."""
+    result = subprocess.run([sys.executable, "-c", BATCH_PATH], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

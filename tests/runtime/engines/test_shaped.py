@@ -13,12 +13,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.model_files import open_model_files
 from vreyesam.runtime.engines.graph import Rows
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.shaped import ShapedGraph, leading_size
 from vreyesam.runtime.manifest import DECODER, DECODER_PROMPT_AXIS, ENCODER
 from vreyesam.runtime.model.agreement import relative_error
-from vreyesam.runtime.model.artifacts import read_model_files
 from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
 from vreyesam.runtime.tools.synth import generate
 
@@ -28,7 +28,7 @@ CONFIG = SessionConfig(intra_op_threads=2)
 
 @pytest.fixture(scope="module")
 def graph_bytes(model_dir: Path) -> dict[str, bytes]:
-    files = read_model_files(model_dir, allow_random_weights=True, roles=(ENCODER, DECODER))
+    files = open_model_files(model_dir, roles=(ENCODER, DECODER))
     return {role: files.take_graph(role) for role in (ENCODER, DECODER)}
 
 

@@ -108,10 +108,12 @@ def test_a_failed_load_is_reported_and_stops_the_server(error: BaseException, ca
 def test_a_refused_model_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
     """The loader's own refusals (ModelLoadError) are written to be read by an operator: logged as they are."""
 
+    reason = "model directory failed verification: encoder artifact does not match its sha256"
+
     def refusing_loader() -> Segmenter:
-        raise ModelLoadError("model directory failed verification: encoder artifact does not match its sha256")
+        raise ModelLoadError(reason)
 
     with running_app(Settings(), refusing_loader) as running:
         running.wait_failed()
     logged = [record.getMessage() for record in caplog.records if record.name == "vreyesam.server"]
-    assert "model failed to load: model directory failed verification: encoder artifact does not match its sha256" in logged
+    assert f"model failed to load: {reason}" in logged

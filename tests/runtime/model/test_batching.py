@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.model_files import open_model_files
 from vreyesam.runtime.engines.graph import Graph, Rows, rows_of
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.shaped import ShapedGraph
@@ -31,7 +32,6 @@ from vreyesam.runtime.manifest import (
 )
 from vreyesam.runtime.model import preprocess
 from vreyesam.runtime.model.agreement import relative_error
-from vreyesam.runtime.model.artifacts import read_model_files
 from vreyesam.runtime.model.batching import BatchPolicy
 from vreyesam.runtime.model.procedure import PromptOutsideImage
 from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter
@@ -46,7 +46,7 @@ CONFIG = SessionConfig(intra_op_threads=2)
 
 @pytest.fixture(scope="module")
 def encoder_bytes(model_dir: Path) -> bytes:
-    return read_model_files(model_dir, allow_random_weights=True, roles=(ENCODER,)).take_graph(ENCODER)
+    return open_model_files(model_dir, roles=(ENCODER,)).take_graph(ENCODER)
 
 
 @pytest.fixture(scope="module")

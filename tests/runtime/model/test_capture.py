@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.model_files import open_model_files
 from vreyesam.runtime.engines.graph import Graph, Rows, Value
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.manifest import DECODER, DECODER_PROMPT_AXIS, ENCODER, ENCODER_BATCH_AXIS
 from vreyesam.runtime.model.agreement import relative_error
-from vreyesam.runtime.model.artifacts import read_model_files
 from vreyesam.runtime.model.batching import BatchPolicy
 from vreyesam.runtime.model.capture import Capture
 from vreyesam.runtime.model.loader import LoadOptions, _capture_agrees, load_segmenter
@@ -61,7 +61,7 @@ class Recording:
 
 @pytest.fixture(scope="module")
 def captured(model_dir: Path, segmenter: Segmenter) -> tuple[Segmenter, Recording, Recording]:
-    files = read_model_files(model_dir, allow_random_weights=True, roles=(ENCODER, DECODER))
+    files = open_model_files(model_dir, roles=(ENCODER, DECODER))
     config = SessionConfig(intra_op_threads=2)
     encoder = Recording(
         OnnxRuntimeGraph(

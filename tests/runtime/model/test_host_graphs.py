@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from tests import numpy_procedure
+from tests.model_files import open_model_files
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.manifest import PREPROCESS, PROCEDURE, PROCEDURE_PARALLEL, Preprocessing, read_manifest
-from vreyesam.runtime.model.artifacts import read_model_files
 from vreyesam.runtime.tools import synth
 
 # (fitted h, w) -> (input h, w): the usual 4:3 down and up, portrait, a wide image, an image at the fitted
@@ -37,7 +37,7 @@ SIZES = [
 
 @pytest.fixture(scope="module")
 def graphs(model_dir: Path) -> dict[str, OnnxRuntimeGraph]:
-    files = read_model_files(model_dir, allow_random_weights=True)
+    files = open_model_files(model_dir)
     config = SessionConfig(intra_op_threads=2)
     return {
         role: OnnxRuntimeGraph(files.take_graph(role), ["CPUExecutionProvider"], config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import inspect
 import json
 import shutil
 from dataclasses import replace
@@ -11,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.model_files import open_model_files
 from vreyesam.runtime.engines import onnxruntime_graph
 from vreyesam.runtime.engines.devices import cuda_device_count
 from vreyesam.runtime.manifest import DECODER, GRAPHS, MANIFEST_NAME, read_manifest, sha256_hex
 from vreyesam.runtime.model import variants
-from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
+from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files, servable_manifest
 from vreyesam.runtime.model.batching import UNBATCHED, BatchPolicy
 from vreyesam.runtime.model.loader import (
     LoadOptions,
@@ -140,13 +142,13 @@ def test_a_damaged_directory_is_refused_with_a_safe_message(copy_of_model: Path,
     else:
         (copy_of_model / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(ModelLoadError) as refused:
-        read_model_files(copy_of_model, allow_random_weights=True)
+        open_model_files(copy_of_model)
     assert str(refused.value) == message
 
 
 def test_random_weights_need_permission(model_dir: Path) -> None:
     with pytest.raises(ModelLoadError, match="set VREYESAM_ALLOW_RANDOM_WEIGHTS=1 to serve it"):
-        read_model_files(model_dir, allow_random_weights=False)
+        open_model_files(model_dir, allow_random_weights=False)
 
 
 def test_an_artifact_named_outside_the_directory_is_refused(copy_of_model: Path) -> None:
@@ -154,14 +156,22 @@ def test_an_artifact_named_outside_the_directory_is_refused(copy_of_model: Path)
     raw["artifacts"]["decoder"]["file"] = "../decoder.onnx"
     (copy_of_model / MANIFEST_NAME).write_text(json.dumps(raw))
     with pytest.raises(ModelLoadError, match="names an artifact outside the model directory"):
-        read_model_files(copy_of_model, allow_random_weights=True)
+        open_model_files(copy_of_model)
 
 
 def test_graph_bytes_are_handed_over_once(model_dir: Path) -> None:
-    files = read_model_files(model_dir, allow_random_weights=True)
+    files = open_model_files(model_dir)
     assert files.take_graph("decoder") == (model_dir / "decoder.onnx").read_bytes()
     with pytest.raises(RuntimeError, match="the decoder graph was already handed over"):
         files.take_graph("decoder")
+
+
+def test_the_files_open_only_through_the_servable_check(model_dir: Path) -> None:
+    """Every caller says which signing key the directory must match (None: none), and the artifacts are
+    read only for a manifest that passed that check: a bare manifest does not open them."""
+    assert inspect.signature(servable_manifest).parameters["trust"].default is inspect.Parameter.empty
+    with pytest.raises(TypeError, match="not a bare manifest"):
+        read_model_files(model_dir, read_manifest(model_dir))  # type: ignore[arg-type]
 
 
 def test_load_options_refuse_a_malformed_key() -> None:

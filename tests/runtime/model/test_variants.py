@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.model_files import open_model_files
 from tests.server_harness import serve_to_exit
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
 from vreyesam.runtime.gate_report import FidelityReport, GateThresholds
 from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, Manifest, Variant, read_manifest
 from vreyesam.runtime.model import device_gate, variants
-from vreyesam.runtime.model.artifacts import ModelLoadError, read_model_files
+from vreyesam.runtime.model.artifacts import ModelLoadError
 from vreyesam.runtime.model.loader import LoadOptions, load_segmenter
 from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
 from vreyesam.runtime.tools import synth
@@ -180,7 +181,7 @@ def test_auto_takes_the_fp16_encoder_on_a_gpu_only(model_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def fp32_graphs(model_dir: Path) -> dict[str, OnnxRuntimeGraph]:
     """The test model's four fp32 graphs on the CPU, and a second fp32 encoder to gate against."""
-    files = read_model_files(model_dir, allow_random_weights=True, roles=[*GRAPHS, "calibration"])
+    files = open_model_files(model_dir, roles=[*GRAPHS, "calibration"])
     config = SessionConfig(intra_op_threads=2)
     graphs = {role: OnnxRuntimeGraph(files.take_graph(role), ["CPUExecutionProvider"], config) for role in GRAPHS}
     encoder_bytes = (model_dir / read_manifest(model_dir).artifacts["encoder"].file).read_bytes()
