@@ -22,20 +22,13 @@ DEMO_DIR ?= models/demo
 TEST_MODEL := build-out/test-model
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# ---- the pins not in pyproject.toml, in one place (pyproject.toml pins the Python dependencies of the extras)
-# The builder's torch (a CUDA build, run on the CPU here) and the torchvision built for it: the builder also
-# runs Meta's SAM2ImagePredictor, which needs torchvision.
-TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
-# The benchmark's fair CPU reference: the CPU build of torch, what a user serving on a CPU installs (the
-# serving image's builder stage, Dockerfile.build's TORCH_SPEC, uses the same), with the PyPI torchvision
-# of its release (only its pure-Python transforms are used, installed without dependencies).
-TORCH_CPU_PINS ?= torch==2.13.0+cpu
-TORCHVISION_FOR_CPU ?= torchvision==0.28.0
-# sam2 is an sdist installed without build isolation or dependencies; its pin is the images' own
-# (requirements/builder.in, locked with hashes in requirements/builder-sdists.txt).
-SAM2_PIN ?= $(shell grep -oE '^sam2==[^ ]+' requirements/builder.in)
-TORCH_CPU_VENV := .venv-torch-cpu
-TORCH_CPU_PY := $(TORCH_CPU_VENV)/bin/python
+# ---- every test environment installs the hash locks of requirements/ (`make locks`): the lock of the image
+# whose role it tests, plus test-<role>.txt with the test tools, resolved within the image lock's pins (so the
+# tests run on the versions the image ships), each with --require-hashes --no-deps; then this project itself
+# (--no-deps). The one package pinned by version, not hash, is the builder's torch: the model image's own
+# (Dockerfile.build's TORCH_SPEC), its CPU build (requirements/locks.py says why).
+BUILDER_TORCH := $(shell sed -n 's/^ARG TORCH_SPEC="\(torch==[^"+]*\)"$$/\1+cpu/p' Dockerfile.build)
+LOCKED := --require-hashes --no-deps --only-binary :all:
 # What the test model's export can depend on (.ci/export_inputs.py: the modules vreyesam.export imports,
 # directly or not): an edit elsewhere (the HTTP edge, the tools, the cluster paths) does not re-export it.
 EXPORT_INPUTS := $(shell $(PYTHON) .ci/export_inputs.py)
@@ -45,50 +38,44 @@ EXPORT_INPUTS := $(shell $(PYTHON) .ci/export_inputs.py)
 SCRATCH := $(CURDIR)/build-out/scratch
 fresh_scratch = rm -rf $(SCRATCH)/$(1) && mkdir -p $(SCRATCH)/$(1)
 
-.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-confident bench-short torch-cpu-env lint clean
+.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-confident bench-short lint clean
 
-$(BUILD_VENV)/.done: pyproject.toml
-	$(PYTHON) -m venv $(BUILD_VENV)
-	$(BUILD_PY) -m pip install -q --upgrade pip
-	$(BUILD_PY) -m pip install -q $(TORCH_PINS)
-	$(BUILD_PY) -m pip install -q -e ".[export,test]"
-	SAM2_BUILD_CUDA=0 $(BUILD_PY) -m pip install -q --no-build-isolation --no-deps $(SAM2_PIN)
+# The builder's: the model image's lock and torch (the CPU build), the test tools and torchvision (Meta's
+# predictor, the tests' reference), then sam2 and the other sdists, built without isolation.
+$(BUILD_VENV)/.done: requirements/builder.txt requirements/builder-sdists.txt requirements/test-builder.txt
+	rm -rf $(BUILD_VENV) && $(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_PY) -m pip install -q $(LOCKED) -r requirements/builder.txt -r requirements/test-builder.txt
+	$(BUILD_PY) -m pip install -q --no-deps "$(BUILDER_TORCH)"
+	SAM2_BUILD_CUDA=0 $(BUILD_PY) -m pip install -q --require-hashes --no-deps --no-build-isolation \
+	  -r requirements/builder-sdists.txt
+	$(BUILD_PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(BUILD_PY) -c "import torch; assert not torch.version.cuda, torch.__version__"
 	touch $@
 
-$(SERVE_VENV)/.done: pyproject.toml
-	$(PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_PY) -m pip install -q --upgrade pip
-	$(SERVE_PY) -m pip install -q -e ".[cpu,serve,trace,report,test]"
-	@# the serving environment must not have torch: the runtime is proven torch-free there
+# The serving image's lock and the test tools; the environment must not have torch: the runtime is proven
+# torch-free there.
+$(SERVE_VENV)/.done: requirements/serve-cpu.txt requirements/test-serve.txt
+	rm -rf $(SERVE_VENV) && $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip install -q $(LOCKED) -r requirements/serve-cpu.txt -r requirements/test-serve.txt
+	$(SERVE_PY) -m pip install -q --no-deps --no-build-isolation -e .
 	! $(SERVE_PY) -c "import torch" 2>/dev/null
 	touch $@
 
-# The cluster paths' environment: the serving one plus the `ray` extra (Ray Serve, Ray Data).
-$(RAY_VENV)/.done: pyproject.toml
-	$(PYTHON) -m venv $(RAY_VENV)
-	$(RAY_PY) -m pip install -q --upgrade pip
-	$(RAY_PY) -m pip install -q -e ".[cpu,serve,ray,test]"
+# The cluster paths': the Ray serving image's lock (Ray Serve, Ray Data) and the test tools.
+$(RAY_VENV)/.done: requirements/serve-cpu-ray.txt requirements/test-ray.txt
+	rm -rf $(RAY_VENV) && $(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_PY) -m pip install -q $(LOCKED) -r requirements/serve-cpu-ray.txt -r requirements/test-ray.txt
+	$(RAY_PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 # The manifest checkers only (kubernetes-validate, checkov): nothing of them reaches a serving environment.
-$(DEPLOY_VENV)/.done: pyproject.toml
-	$(PYTHON) -m venv $(DEPLOY_VENV)
-	$(DEPLOY_PY) -m pip install -q --upgrade pip
-	$(DEPLOY_PY) -m pip install -q ".[manifests]" "pytest>=8"
+$(DEPLOY_VENV)/.done: requirements/test-deploy.txt
+	rm -rf $(DEPLOY_VENV) && $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_PY) -m pip install -q $(LOCKED) -r requirements/test-deploy.txt
+	$(DEPLOY_PY) -m pip install -q --no-deps --no-build-isolation .
 	touch $@
 
 setup: $(BUILD_VENV)/.done $(SERVE_VENV)/.done
-
-$(TORCH_CPU_VENV)/.done: pyproject.toml
-	$(PYTHON) -m venv $(TORCH_CPU_VENV)
-	$(TORCH_CPU_PY) -m pip install -q --upgrade pip
-	$(TORCH_CPU_PY) -m pip install -q $(TORCH_CPU_PINS) numpy opencv-python-headless pillow hydra-core iopath tqdm
-	$(TORCH_CPU_PY) -m pip install -q --no-deps $(TORCHVISION_FOR_CPU) -e .
-	SAM2_BUILD_CUDA=0 $(TORCH_CPU_PY) -m pip install -q --no-build-isolation --no-deps $(SAM2_PIN)
-	$(TORCH_CPU_PY) -c "import torch; assert not torch.version.cuda, torch.__version__"
-	touch $@
-
-torch-cpu-env: $(TORCH_CPU_VENV)/.done
 
 run: setup
 	@$(BUILD_VENV)/bin/vreyesam export --out $(MODEL_DIR) $(if $(wildcard $(MODEL_DIR)/manifest.json),--force,) \
@@ -152,11 +139,10 @@ test-deploy: $(DEPLOY_VENV)/.done
 
 test: test-builder test-serving test-ray test-deploy
 
-# The reference contestants need torch (builder venv, and the CPU build's own venv for the fair CPU reference);
-# the HTTP contestant runs the torch-free serving venv. bench-short (CI) leaves the CPU-build reference out.
-bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done $(TORCH_CPU_VENV)/.done
-	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --serve-python $(SERVE_PY) --torch-cpu-python $(TORCH_CPU_PY) \
-	  --json build-out/bench.json
+# The reference contestants run the builder's torch (the CPU build, what a user serving on a CPU installs);
+# the HTTP contestant runs the torch-free serving venv.
+bench: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
+	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --serve-python $(SERVE_PY) --json build-out/bench.json
 
 # The second workload: weights with confident logits (benchmarks/confident_weights.py: the test model's random
 # initialisation with its prompt encoder and mask decoder trained on synthetic eyes), exported like any weights.
@@ -165,9 +151,9 @@ $(CONFIDENT_MODEL)/manifest.json: $(BUILD_VENV)/.done
 	$(BUILD_PY) -m benchmarks.confident_weights --out build-out/confident.pt
 	$(BUILD_VENV)/bin/vreyesam export --weights build-out/confident.pt --out $(CONFIDENT_MODEL) --force
 
-bench-confident: $(CONFIDENT_MODEL)/manifest.json $(SERVE_VENV)/.done $(TORCH_CPU_VENV)/.done
+bench-confident: $(CONFIDENT_MODEL)/manifest.json $(SERVE_VENV)/.done
 	$(BUILD_PY) -m benchmarks.bench --model $(CONFIDENT_MODEL) --serve-python $(SERVE_PY) \
-	  --torch-cpu-python $(TORCH_CPU_PY) --weights build-out/confident.pt --json build-out/bench-confident.json
+	  --weights build-out/confident.pt --json build-out/bench-confident.json
 
 bench-short: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
 	$(BUILD_PY) -m benchmarks.bench --model $(TEST_MODEL) --images 1 --repeats 1 --short --serve-python $(SERVE_PY) \

@@ -51,29 +51,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _import_torchvision() -> None:
-    """torchvision for Meta's predictor (its transforms are pure Python), also beside a torch build it was not
-    built for (the CPU build of torch, a GPU image's CUDA build): its C++ operators then fail to register, and
-    defining the two schemas it registers fake kernels for lets it import. A benchmark contestant's
-    workaround only; the runtime has no torch at all."""
-    import torch
-
-    try:
-        import torchvision
-    except RuntimeError as exc:
-        if "torchvision::nms" not in str(exc):
-            raise
-        for name in ("nms", "qnms"):
-            torch.library.define(f"torchvision::{name}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        for module in [name for name in sys.modules if name.startswith("torchvision")]:
-            del sys.modules[module]
-        import torchvision  # noqa: F401
-
-
 def _worker_torch(args: argparse.Namespace) -> dict[str, object]:
     import torch
 
-    _import_torchvision()
+    from tests.torchvision_import import import_torchvision
+
+    import_torchvision()
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from vreyesam.export.meta_reference import run_reference

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The images' hash-locked requirements: generated from pyproject.toml, checked, audited (`make locks`).
+"""The hash-locked requirements of the images and the test environments: generated from pyproject.toml,
+checked, audited (`make locks`).
 
     python3 requirements/locks.py compile [--upgrade] [NAME ...]   write the locks (`make locks`; uv, network)
     python3 requirements/locks.py check [--resolve]                 fail on a stale lock (`make check-locks`)
@@ -21,6 +22,11 @@ other inputs, the target and this file's format. `check` recomputes it offline (
 it differs, naming `make locks`; `check --resolve` also re-resolves into a temporary folder, seeded with the
 current pins, and diffs (network). A new release upstream makes no lock stale: `compile` keeps the current
 pins unless an input changed or `--upgrade` is given.
+
+A test environment installs the lock of the image whose role it tests and a lock of its own that adds the
+test tools (`Lock.base`): that lock is resolved within the image lock's pins and lists only what the image
+lock lacks, so the tests run on exactly the versions the image ships (the serving tests on serve-cpu.txt,
+the cluster tests on serve-cpu-ray.txt, the builder tests on builder.txt with the same torch).
 
 torch is the one builder package not locked by hash: the builder installs the CPU build (2.13.0+cpu), which
 no registry reachable here publishes (it is one file in a local find-links folder; PyPI's torch 2.13.0 is the
@@ -61,10 +67,13 @@ class Lock:
     in_file: str | None = None  # requirements/<in_file>: more inputs (sam2 and wheel; the tools' pins)
     unhashed: tuple[str, ...] = ()  # resolved (their dependencies are locked) but pinned elsewhere by version
     sdists: tuple[str, ...] = ()  # moved to <name>-sdists.txt: no wheel, built without isolation after torch
+    base: str | None = None  # the lock this one adds to: resolved within its pins, listing only what it lacks
 
     @property
     def files(self) -> tuple[str, ...]:
-        return (f"{self.name}.txt", f"{self.name}-sdists.txt") if self.sdists else (f"{self.name}.txt",)
+        if self.sdists and self.base is None:
+            return (f"{self.name}.txt", f"{self.name}-sdists.txt")
+        return (f"{self.name}.txt",)
 
 
 def _dockerfile_arg(name: str, dockerfile: str = "Dockerfile.build") -> str:
@@ -76,6 +85,9 @@ def _dockerfile_arg(name: str, dockerfile: str = "Dockerfile.build") -> str:
 
 
 TORCH_SPEC = _dockerfile_arg("TORCH_SPEC")
+# The builder tests' reference (Meta's SAM2ImagePredictor) imports torchvision: the release made for TORCH_SPEC,
+# installed without its dependencies beside the CPU build of torch (tests/torchvision_import.py).
+TORCHVISION_SPEC = "torchvision==0.28.0"
 
 LOCKS = (
     Lock(
@@ -87,15 +99,55 @@ LOCKS = (
         unhashed=("torch",),
         sdists=("antlr4-python3-runtime", "iopath", "sam2"),
     ),
-    Lock("serve-cpu", "Dockerfile.serve, RUNTIME=cpu (the CPU serving image, the Space)", extras=("cpu", "serve")),
-    Lock("serve-gpu", "Dockerfile.serve, RUNTIME=gpu (onnxruntime-gpu, its CUDA wheels)", extras=("gpu", "serve")),
+    # The serving images ship the `trace` extra: OpenTelemetry traces turn on from the environment alone.
     Lock(
-        "serve-cpu-ray", "Dockerfile.serve, RUNTIME=cpu EXTRAS=ray (Ray Serve, KubeRay)", extras=("cpu", "serve", "ray")
+        "serve-cpu",
+        "Dockerfile.serve, RUNTIME=cpu (the CPU serving image, the Space)",
+        extras=("cpu", "serve", "trace"),
+    ),
+    Lock(
+        "serve-gpu",
+        "Dockerfile.serve, RUNTIME=gpu (onnxruntime-gpu, its CUDA wheels)",
+        extras=("gpu", "serve", "trace"),
+    ),
+    Lock(
+        "serve-cpu-ray",
+        "Dockerfile.serve, RUNTIME=cpu EXTRAS=ray (Ray Serve, KubeRay)",
+        extras=("cpu", "serve", "trace", "ray"),
     ),
     Lock(
         "sbom", "the SBOM generator (cyclonedx-bom) of the images' build stages, in no final image", in_file="sbom.in"
     ),
     Lock("tools", "the host's tools: uv (locks), pip-audit (audit); .venv-locks", in_file="tools.in"),
+    # The test environments (Makefile): each image lock of the role it tests, plus one of these.
+    Lock(
+        "test-builder",
+        "the builder tests (.venv-build): the test tools and torchvision (Meta's predictor, the reference)",
+        extras=("export", "test"),
+        inputs=(TORCH_SPEC, TORCHVISION_SPEC),
+        in_file="builder.in",
+        unhashed=("torch",),
+        sdists=("antlr4-python3-runtime", "iopath", "sam2"),
+        base="builder",
+    ),
+    Lock(
+        "test-serve",
+        "the serving tests (.venv-serve): the test tools, traces and the load report",
+        extras=("cpu", "serve", "trace", "report", "test"),
+        base="serve-cpu",
+    ),
+    Lock(
+        "test-ray",
+        "the cluster tests (.venv-ray): the test tools",
+        extras=("cpu", "serve", "trace", "ray", "test"),
+        base="serve-cpu-ray",
+    ),
+    Lock(
+        "test-deploy",
+        "the manifest checks (.venv-deploy): kubernetes-validate, checkov, pytest",
+        extras=("manifests",),
+        in_file="test-deploy.in",
+    ),
 )
 
 
@@ -153,8 +205,26 @@ def in_file_requirements(lock: Lock) -> list[str]:
     return [line.strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
+def base_lock(lock: Lock) -> Lock | None:
+    return lock_named(lock.base) if lock.base else None
+
+
+def base_entries(lock: Lock) -> dict[str, str]:
+    """name -> version of every package the lock's base lock holds (its files as they are now)."""
+    base = base_lock(lock)
+    if base is None:
+        return {}
+    pins: dict[str, str] = {}
+    for file in base.files:
+        path = HERE / file
+        if path.exists():
+            pins.update({name: version for name, version, _ in blocks(path.read_text(encoding="utf-8"))})
+    return pins
+
+
 def inputs_sha256(lock: Lock, pyproject: dict | None = None) -> str:
-    """The fingerprint of everything the lock is made from (offline: pyproject.toml, the .in file, this file)."""
+    """The fingerprint of everything the lock is made from (offline: pyproject.toml, the .in file, this file,
+    and the pins of the lock it adds to)."""
     sections = project_requirements(lock, pyproject if pyproject is not None else read_pyproject())
     record = {
         "format": FORMAT,
@@ -164,6 +234,7 @@ def inputs_sha256(lock: Lock, pyproject: dict | None = None) -> str:
         "inputs": sorted(_normal(r) for r in (*lock.inputs, *in_file_requirements(lock))),
         "unhashed": sorted(lock.unhashed),
         "sdists": sorted(lock.sdists),
+        **({"base": sorted(base_entries(lock).items())} if lock.base else {}),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
@@ -220,10 +291,13 @@ def find_links() -> list[str]:
 
 def header(lock: Lock, file: str, sha: str, uv_version: str) -> str:
     sdists = file.endswith("-sdists.txt")
+    base = base_lock(lock)
+    base_files = [name for name in base.files if not name.endswith("-sdists.txt")] if base else []
+    together = "".join(f"-r requirements/{name} " for name in base_files)
     install = (
         "pip install --require-hashes --no-deps --no-build-isolation -r requirements/" + file
         if sdists
-        else "pip install --require-hashes --no-deps --only-binary :all: -r requirements/" + file
+        else f"pip install --require-hashes --no-deps --only-binary :all: {together}-r requirements/" + file
     )
     lines = [
         f"# requirements/{file}: GENERATED by `make locks` (requirements/locks.py, {uv_version}). Do not edit.",
@@ -233,9 +307,12 @@ def header(lock: Lock, file: str, sha: str, uv_version: str) -> str:
         extras = ", ".join(lock.extras)
         lines.append(f"# From pyproject.toml: the core dependencies, the extras {extras}, the build system")
     if lock.inputs:
-        lines.append(f"# With: {', '.join(lock.inputs)} (Dockerfile.build's TORCH_SPEC)")
+        lines.append(f"# With: {', '.join(lock.inputs)} (torch: Dockerfile.build's TORCH_SPEC)")
     if lock.in_file:
         lines.append(f"# With: requirements/{lock.in_file}")
+    if base is not None:
+        on = " and ".join(f"requirements/{name}" for name in base.files)
+        lines.append(f"# Adds to: {on} (resolved within its pins; lists only what it lacks: install both)")
     lines += [
         f"# Target: Python {PYTHON_VERSION}, {PLATFORM}. Every line pinned (==) with its sha256 hashes.",
         f"# Install: {install}",
@@ -272,6 +349,10 @@ def compile_lock(lock: Lock, out_dir: Path, *, upgrade: bool = False, pyproject_
         if extra_inputs:
             (work / "build-inputs.in").write_text("\n".join(extra_inputs) + "\n", encoding="utf-8")
             args.append("build-inputs.in")
+        pins = base_entries(lock)
+        if pins:  # within the image lock's pins (constraints: uv resolves nothing of them anew)
+            (work / "base-pins.txt").write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))
+            args += ["--constraint", "base-pins.txt"]
         if "sam2" in lock.sdists:  # installed --no-deps: declared without dependencies, so uv never builds it
             version = next(r for r in in_file_requirements(lock) if requirement_name(r) == "sam2")
             version = version.split("#", 1)[0].split("==", 1)[1].strip()
@@ -300,9 +381,17 @@ def compile_lock(lock: Lock, out_dir: Path, *, upgrade: bool = False, pyproject_
                 f"{lock.name}: resolved torch {version}, not the CPU build: offer the torch CPU wheel with "
                 "LOCK_FIND_LINKS=<folder holding it> (the builder's torch dependencies are those of the CPU build)"
             )
+    if pins:
+        added = [e for e in entries if e[0] not in pins and e[0] not in lock.unhashed]
+        moved = [f"{n} {v} (base {pins[n]})" for n, v, _ in entries if n in pins and pins[n] != v]
+        if moved:
+            raise SystemExit(f"{lock.name}: resolved outside its base lock's pins: {moved}")
+        if any(name in lock.sdists for name, _, _ in added):
+            raise SystemExit(f"{lock.name}: an sdist its base lock lacks: {[e[0] for e in added]}")
+        entries = added
     main = [e for e in entries if e[0] not in lock.unhashed and e[0] not in lock.sdists]
     parts = {f"{lock.name}.txt": main}
-    if lock.sdists:
+    if lock.sdists and lock.base is None:
         parts[f"{lock.name}-sdists.txt"] = [e for e in entries if e[0] in lock.sdists]
         missing = set(lock.sdists) - {e[0] for e in parts[f"{lock.name}-sdists.txt"]}
         if missing:
@@ -343,6 +432,8 @@ def problems(lock: Lock, pyproject: dict) -> list[str]:
         for name, version, lines in blocks(text):
             if not hashes(lines):
                 found.append(f"requirements/{file}: {name}=={version} has no --hash")
+            if name in base_entries(lock):
+                found.append(f"requirements/{file}: {name} is its base lock's to pin, not this lock's")
     return found
 
 

@@ -1,8 +1,10 @@
-"""The images' hash-locked requirements (requirements/, `make locks`), checked without a network.
+"""The hash-locked requirements of the images and the test environments (requirements/, `make locks`),
+checked without a network.
 
 Every lock pins every package with `==` and its sha256 hashes, covers every dependency of its extras in
-pyproject.toml, and records the fingerprint of what it was made from (stale -> `make locks`); every
-`pip install` in the Dockerfiles installs a lock with --require-hashes, save two named exceptions.
+pyproject.toml (a test environment's lock with the image lock it adds to), and records the fingerprint of
+what it was made from (stale -> `make locks`); every `pip install` in the Dockerfiles and in the Makefile's
+test environments installs locks with --require-hashes, save two named exceptions.
 What needs the network (re-resolving, the audit service) is `make check-locks RESOLVE=1` and `make audit`;
 the images themselves are built and their SBOMs checked by `.ci/images.sh all`.
 """
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -44,7 +49,9 @@ def _entries(file: str) -> list[tuple[str, str, list[str]]]:
 
 
 def _names(lock) -> set[str]:
-    return {name for file in lock.files for name, _, _ in _entries(file)}
+    """What the lock installs: its own entries and those of the image lock it adds to."""
+    base = {name for file in locks.lock_named(lock.base).files for name, _, _ in _entries(file)} if lock.base else set()
+    return base | {name for file in lock.files for name, _, _ in _entries(file)}
 
 
 def _run_lines(dockerfile: str) -> list[str]:
@@ -108,12 +115,14 @@ def test_a_changed_extra_makes_its_locks_stale_and_no_other() -> None:
     changed = copy.deepcopy(PYPROJECT)
     changed["project"]["optional-dependencies"]["serve"].append("orjson>=3")
     stale = {lock.name for lock in locks.LOCKS if locks.problems(lock, changed)}
-    assert stale == {"serve-cpu", "serve-gpu", "serve-cpu-ray"}
+    assert stale == {"serve-cpu", "serve-gpu", "serve-cpu-ray", "test-serve", "test-ray"}
     problem = locks.problems(locks.lock_named("serve-cpu"), changed)[0]
     assert "requirements/serve-cpu.txt is stale" in problem and "make locks" in problem
     # an edit elsewhere in pyproject.toml (another extra, a comment, spacing) changes nothing
     changed = copy.deepcopy(PYPROJECT)
-    changed["project"]["optional-dependencies"]["test"].append("hypothesis")
+    changed["project"]["optional-dependencies"]["ray"].append("hypothesis")
+    assert {lock.name for lock in locks.LOCKS if locks.problems(lock, changed)} == {"serve-cpu-ray", "test-ray"}
+    changed = copy.deepcopy(PYPROJECT)
     changed["project"]["optional-dependencies"]["serve"][0] = (
         " " + changed["project"]["optional-dependencies"]["serve"][0]
     )
@@ -145,6 +154,74 @@ def test_every_pip_install_in_the_dockerfiles_is_hash_locked() -> None:
             assert lock.group(1).startswith("requirements/") and (ROOT / lock.group(1)).is_file(), command
             if not lock.group(1).endswith("-sdists.txt"):
                 assert "--only-binary :all:" in command, command
+
+
+def _make_recipe_installs() -> list[str]:
+    """Every `pip install` of the Makefile's environment recipes, continuation lines joined."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    locked = re.search(r"^LOCKED := (.+)$", text, re.MULTILINE)
+    assert locked, "the Makefile defines LOCKED"
+    lines = [line.replace("$(LOCKED)", locked.group(1)) for line in text.splitlines() if line.startswith("\t")]
+    return [line.strip() for line in lines if re.search(r"\bpip install\b", line) and "$(LOCKS_VENV)" not in line]
+
+
+def test_every_test_environment_installs_the_locks() -> None:
+    """The test environments install the image locks and their own with --require-hashes; two named exceptions:
+    this project itself (--no-deps) and the builder's torch, the model image's own version pin (--no-deps)."""
+    installs = _make_recipe_installs()
+    assert len(installs) >= 10, installs
+    for command in installs:
+        if command.endswith(("-e .", " .")) or '"$(BUILDER_TORCH)"' in command:
+            assert "--no-deps" in command, command
+            continue
+        assert "--require-hashes" in command and "--no-deps" in command, command
+        files = re.findall(r"-r (requirements/\S+)", command)
+        assert files and all((ROOT / file).is_file() for file in files), command
+    # Each test lock goes in beside the image lock it was resolved within.
+    for lock in (lock for lock in locks.LOCKS if lock.base):
+        together = [c for c in installs if f"requirements/{lock.name}.txt" in c]
+        assert together and all(f"requirements/{lock.base}.txt" in c for c in together), lock.name
+    builder_torch = re.search(r'ARG TORCH_SPEC="([^"]+)"', (ROOT / "Dockerfile.build").read_text(encoding="utf-8"))
+    assert builder_torch and builder_torch.group(1) == locks.TORCH_SPEC  # one torch pin for the builder
+
+
+def _local_wheel(folder: Path, name: str = "floating_demo", version: str = "1.0") -> None:
+    """A minimal wheel in `folder` (pip installs from it with --no-index: no network)."""
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist}/RECORD": "",
+    }
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+@pytest.mark.parametrize(
+    ("line", "refusal"),
+    [("floating-demo>=1", "versions pinned with =="), ("floating-demo==1.0", "Hashes are required")],
+)
+def test_a_floating_or_unhashed_requirement_is_refused(tmp_path: Path, line: str, refusal: str) -> None:
+    """What --require-hashes does for every environment: a requirement that is not pinned with ==, or pinned
+    without its hashes, is refused (here offline, from a local wheel)."""
+    _local_wheel(tmp_path)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(line + "\n", encoding="utf-8")
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-index"]
+    command += ["--find-links", str(tmp_path), "--require-hashes", "--no-deps", "-r", str(requirements)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "PIP_CONFIG_FILE": os.devnull}
+    )
+    assert done.returncode != 0, done.stdout
+    assert refusal in done.stderr, done.stderr
+
+
+def test_a_test_lock_holds_only_what_its_image_lock_lacks() -> None:
+    for lock in (lock for lock in locks.LOCKS if lock.base):
+        own = {name for name, _, _ in _entries(f"{lock.name}.txt")}
+        image = {name for file in locks.lock_named(lock.base).files for name, _, _ in _entries(file)}
+        assert own and not own & image, (lock.name, sorted(own & image))
 
 
 def test_the_serving_image_finds_a_lock_for_each_image_ci_builds() -> None:

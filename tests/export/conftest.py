@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.torchvision_import import import_torchvision
+
 _NEEDED = ("torch", "torchvision", "sam2", "onnx")
 _MISSING = [name for name in _NEEDED if importlib.util.find_spec(name) is None]
 _REQUIRED = os.environ.get("VREYESAM_TEST_REQUIRE_TORCH") == "1"
@@ -31,4 +33,5 @@ class _WithoutBuilderDependencies(pytest.Module):
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
     if _MISSING:
         return _WithoutBuilderDependencies.from_parent(parent, path=module_path)
+    import_torchvision()  # before a test module imports Meta's predictor (beside the CPU build of torch)
     return None
