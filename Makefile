@@ -3,6 +3,8 @@
 #   make demo     the offline choice: a model exported from RANDOM weights (masks are meaningless)
 #   make test     the test suite, as CI runs it (builder stage, the torch-free serving stage with the page's
 #                 browser tests, then the Ray stage and the manifest checks, each in its own environment)
+#   make unit     the tests that need no exported model, no server process and no browser, in the serving
+#                 environment (no torch, no root): ~1 minute once .venv-serve exists
 #   make test-ray     the cluster paths: tests marked `ray` start real two-node Ray clusters (slow: ~8 min
 #                     here) in .venv-ray, which has the `ray` extra; the serving stage lacks Ray and skips them
 #   make test-deploy  deploy/'s manifests against the Kubernetes schema and checkov (.venv-deploy)
@@ -38,7 +40,7 @@ EXPORT_INPUTS := $(shell $(PYTHON) .ci/export_inputs.py)
 SCRATCH := $(CURDIR)/build-out/scratch
 fresh_scratch = rm -rf $(SCRATCH)/$(1) && mkdir -p $(SCRATCH)/$(1)
 
-.PHONY: setup run demo test test-builder test-serving browser-deps test-ray test-deploy bench bench-confident bench-short lint clean
+.PHONY: setup run demo test unit test-builder test-serving browser-deps test-ray test-deploy bench bench-confident bench-short lint clean
 
 # The builder's: the model image's lock and torch (the CPU build), the test tools and torchvision (Meta's
 # predictor, the tests' reference), then sam2 and the other sdists, built without isolation.
@@ -161,6 +163,11 @@ bench-short: $(TEST_MODEL)/manifest.json $(SERVE_VENV)/.done
 	$(BUILD_PY) -c "import json; rows = json.load(open('build-out/bench-short.json'))['rows']; \
 	  assert {r['contestant'] for r in rows} >= {'torch-fp32', 'torch-bf16', 'ort-cpu', 'http-cpu'}, rows; \
 	  assert all(r['e2e_p50_ms'] > 0 and r['final_mask_iou_min'] >= 0.99 for r in rows), rows; print('bench output ok')"
+
+# Marked `unit` by tests/conftest.py: every test that uses no model fixture and no browser, Ray or torch marker.
+unit: $(SERVE_VENV)/.done
+	$(call fresh_scratch,unit)
+	TMPDIR=$(SCRATCH)/unit $(SERVE_PY) -m pytest -q -m unit -p no:cacheprovider tests --ignore=tests/export
 
 lint: $(SERVE_VENV)/.done
 	$(SERVE_VENV)/bin/ruff check . && $(SERVE_VENV)/bin/ruff format --check .

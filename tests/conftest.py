@@ -78,3 +78,16 @@ def served(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     log_path = tmp_path_factory.mktemp("served") / "server.log"
     with ready_server(model_dir, log_path, "--allow-random-weights", env=SHARED_SERVER_LIMITS) as proc:
         yield proc
+
+
+# Fixtures that need an exported model (and so torch once, to export it) or a real server process: a test
+# that uses none of them is a unit test (`make unit`: in process, in the light serving environment).
+NEEDS_A_MODEL = frozenset({"model_dir", "segmenter", "served"})
+HEAVY_MARKERS = frozenset({"browser", "ray", "torch"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if not uses & NEEDS_A_MODEL and not {mark.name for mark in item.iter_markers()} & HEAVY_MARKERS:
+            item.add_marker(pytest.mark.unit)

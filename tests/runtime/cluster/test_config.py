@@ -63,3 +63,11 @@ def test_gpu_replicas_reserve_their_share_of_a_gpu_and_fixed_replicas_do_not_aut
     assert options["num_replicas"] == 3 and "autoscaling_config" not in options
     # The same admission settings as one server's.
     assert (options["max_ongoing_requests"], options["max_queued_requests"]) == (1, 8)
+
+
+def test_the_proxy_callback_the_nodes_are_started_with_is_the_gate() -> None:
+    """The import path every node gets (connect.NODE_ENVIRONMENT) names the proxy gate's middlewares."""
+    from vreyesam.runtime.cluster import connect, proxy
+
+    assert connect.NODE_ENVIRONMENT[connect.CALLBACK_VARIABLE] == connect.CALLBACK
+    assert import_attr(connect.CALLBACK.replace(":", ".")) is proxy.middlewares

@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 CHECK = """
 import importlib, pkgutil, sys
 import vreyesam.runtime as runtime
@@ -43,6 +45,7 @@ print(sorted(name for name in sys.modules if name == "fastapi" or name.startswit
 
 def test_the_batch_path_loads_no_http_stack() -> None:
     """`vreyesam predict --ray` needs Ray and the model, not the API: neither FastAPI nor the http room."""
+    pytest.importorskip("ray")
     command = [sys.executable, "-c", BATCH_PATH]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
