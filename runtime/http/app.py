@@ -40,7 +40,7 @@ from vreyesam.runtime.http.errors import ApiError, error_answer, json_error_body
 from vreyesam.runtime.http.logs import AccessLogMiddleware
 from vreyesam.runtime.media.decode import ImageInputError
 from vreyesam.runtime.model.artifacts import ModelLoadError
-from vreyesam.runtime.model.procedure import PromptOutsideImage
+from vreyesam.runtime.model.procedure import InvalidRequest, PromptOutsideImage
 from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, segment
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, Settings, read_secret_lines
@@ -59,6 +59,7 @@ _HANDLED = (
     ClientDisconnect,
     ImageInputError,
     PromptOutsideImage,
+    InvalidRequest,
     Overloaded,
     Exception,
 )

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from vreyesam.runtime.http.admission import Overloaded
 from vreyesam.runtime.media.decode import ImageInputError, ImageTooLarge, UnsupportedFormat
-from vreyesam.runtime.model.procedure import PromptOutsideImage
+from vreyesam.runtime.model.procedure import InvalidRequest, PromptOutsideImage
 
 log = logging.getLogger("vreyesam.server")
 
@@ -130,7 +130,7 @@ def error_answer(exc: BaseException) -> ErrorAnswer:
         return exc.answer
     if isinstance(exc, ImageInputError):
         return ErrorAnswer(_image_status(exc), exc.code, exc.message)
-    if isinstance(exc, PromptOutsideImage):
+    if isinstance(exc, PromptOutsideImage | InvalidRequest):
         return ErrorAnswer(422, "invalid_parameter", str(exc))
     if isinstance(exc, Overloaded):
         log.info("request turned away", extra={"fields": {"reason": exc.reason}})

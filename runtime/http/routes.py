@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from vreyesam.runtime.http.errors import ApiError
-from vreyesam.runtime.model.procedure import MAX_POINTS
-from vreyesam.runtime.model.segment import STAGES, Segmentation, SegmentRequest, model_identity
+from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest
+from vreyesam.runtime.model.segment import PROMPTS_BOUND, STAGES, Segmentation, SegmentRequest, model_identity
 from vreyesam.runtime.telemetry.tracing import now_ns
 from vreyesam.runtime.vocabulary import OUTPUT_KINDS, OutputKind
 
@@ -76,19 +76,14 @@ def parse_outputs(text: str) -> tuple[OutputKind, ...]:
 
 
 def parse_prompts(text: str | None) -> np.ndarray | None:
-    """'x,y;x,y' -> Nx2 float array (1 to MAX_POINTS pairs), or None when not given."""
+    """'x,y;x,y' -> Nx2 float array, or None when not given (its bounds are the request's: SegmentRequest)."""
     if text is None:
         return None
     try:
         pairs = [tuple(float(v) for v in item.split(",")) for item in text.split(";") if item.strip()]
-        points = np.asarray(pairs, dtype=np.float64)
+        return np.asarray(pairs, dtype=np.float64)
     except ValueError:
-        points = np.empty((0, 3))
-    if points.ndim != 2 or points.shape[1] != 2 or not 1 <= len(points) <= MAX_POINTS:
-        raise ApiError(
-            422, "invalid_parameter", f"parameter 'prompts' must be 1 to {MAX_POINTS} 'x,y' pairs separated by ';'"
-        )
-    return points
+        raise InvalidRequest("prompts", PROMPTS_BOUND) from None
 
 
 async def read_image_bytes(request: Request) -> bytes:
@@ -128,9 +123,10 @@ def json_answer(result: Segmentation, identity: dict[str, str], timings_ms: dict
 
 async def predict(
     request: Request,
-    points: Annotated[int | None, Query(ge=1, le=MAX_POINTS, description="sampled prompts")] = None,
-    threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description="probability threshold")] = None,
-    seed: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="prompt sampler seed")] = None,
+    # Types here; bounds in SegmentRequest, the same for every caller (the OpenAPI document states them).
+    points: Annotated[int | None, Query(description=f"sampled prompts, 1 to {MAX_POINTS}")] = None,
+    threshold: Annotated[float | None, Query(description="probability threshold, 0 to 1")] = None,
+    seed: Annotated[int | None, Query(description="prompt sampler seed, 0 to 2^63 - 1")] = None,
     outputs: Annotated[str, Query(max_length=64, description="any of mask,probability,uncertainty,overlay")] = "mask",
     prompts: Annotated[str | None, Query(max_length=2048, description="explicit prompts 'x,y;x,y'")] = None,
 ) -> Response:

@@ -21,6 +21,17 @@ class PromptOutsideImage(ValueError):
     """An explicit prompt point lies outside the image (a caller's mistake)."""
 
 
+class InvalidRequest(ValueError):
+    """A request parameter outside its bounds (model.segment.SegmentRequest checks them). The message names it
+    and says the bound, in the same words for every caller: the API answers it with a 422, the command line
+    as a usage error."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
 def sample_points(fitted_hw: tuple[int, int], count: int, seed: int) -> np.ndarray:
     """count x 1 x 2 int64 (x, y) points, each coordinate in [0, min(h, w)), from a private seeded RNG."""
     rng = np.random.default_rng(seed)

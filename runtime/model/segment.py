@@ -7,12 +7,14 @@ predict` (locally and on a Ray cluster's actors) writes its PNGs and summary row
 scores its mask. Callers only translate: a request's unset parameters are the model's defaults, resolved
 once (`PredictOptions.resolve`), and the result says which values were used.
 
-Raises only domain errors: `ImageInputError` (the bytes are not an acceptable image) and
-`PromptOutsideImage` (an explicit prompt off the image).
+Raises only domain errors: `InvalidRequest` (a parameter out of its bounds, when the request is made),
+`ImageInputError` (the bytes are not an acceptable image) and `PromptOutsideImage` (an explicit prompt off
+the image).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,7 @@ import numpy as np
 from vreyesam.runtime.manifest import Manifest
 from vreyesam.runtime.media import render
 from vreyesam.runtime.media.decode import DEFAULT_LIMITS, decode_image
-from vreyesam.runtime.model.procedure import MaskStatistics
+from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest, MaskStatistics
 from vreyesam.runtime.model.segmenter import Parameters, PredictOptions, Segmenter
 from vreyesam.runtime.settings import DecodeLimits
 from vreyesam.runtime.vocabulary import OutputKind, map_of
@@ -32,9 +34,18 @@ from vreyesam.runtime.vocabulary import OutputKind, map_of
 STAGES = ("decode", "preprocess", "encoder", "decoder", "procedure", "render")
 
 
+MAX_SEED = 2**63 - 1  # the prompt sampler's seed: numpy's default_rng takes any non-negative integer
+PROMPTS_BOUND = f"parameter 'prompts' must be 1 to {MAX_POINTS} 'x,y' pairs separated by ';'"
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 @dataclass(frozen=True)
 class SegmentRequest:
-    """What to segment with and what to render; None means the model's default."""
+    """What to segment with and what to render; None means the model's default. The bounds of every
+    parameter are checked here, once for every caller (InvalidRequest)."""
 
     points: int | None = None
     threshold: float | None = None
@@ -42,6 +53,22 @@ class SegmentRequest:
     prompts: np.ndarray | None = None  # Nx2 (x, y) in input pixels; replaces the sampled points
     outputs: tuple[OutputKind, ...] = ("mask",)  # rendered as PNG, in this order
     mask_rle: bool = False  # the binary mask also as COCO RLE (needs "mask" or "overlay" in outputs)
+
+    def __post_init__(self) -> None:
+        if self.points is not None and not _whole(self.points, 1, MAX_POINTS):
+            raise InvalidRequest("points", f"parameter 'points' must be a whole number from 1 to {MAX_POINTS}")
+        threshold = self.threshold
+        if threshold is not None and not (isinstance(threshold, float | int) and 0.0 <= threshold <= 1.0):
+            raise InvalidRequest("threshold", "parameter 'threshold' must be a number from 0 to 1")
+        if self.seed is not None and not _whole(self.seed, 0, MAX_SEED):
+            raise InvalidRequest("seed", "parameter 'seed' must be a whole number from 0 to 2^63 - 1")
+        prompts = self.prompts
+        if prompts is not None and not (
+            prompts.ndim == 2 and prompts.shape[1] == 2 and 1 <= len(prompts) <= MAX_POINTS
+        ):
+            raise InvalidRequest("prompts", PROMPTS_BOUND)
+        if prompts is not None and not all(math.isfinite(float(v)) for v in prompts.ravel()):
+            raise InvalidRequest("prompts", PROMPTS_BOUND)
 
 
 @dataclass(frozen=True)

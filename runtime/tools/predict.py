@@ -28,6 +28,7 @@ from vreyesam.runtime.media.files import write_bytes_atomic
 from vreyesam.runtime.media.opencv import OpenCvLimitsError, require_limits
 from vreyesam.runtime.model.artifacts import ModelLoadError
 from vreyesam.runtime.model.loader import load_options, load_segmenter
+from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest
 from vreyesam.runtime.model.segment import SegmentRequest
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, Settings, SettingsError, load_settings
@@ -195,6 +196,10 @@ def run_batch(
 
 def prepare(args: argparse.Namespace) -> tuple[Settings, list[InputFile], Batch]:
     """Settings, inputs and the run's bookkeeping, before any model is loaded; SettingsError or UsageError."""
+    try:
+        request = file_request(args.overlay, points=args.points, threshold=args.threshold, seed=args.seed)
+    except InvalidRequest as exc:  # the bounds of every caller, in their words
+        raise UsageError(exc.message) from None
     settings = settings_from_args(args)
     try:
         require_limits(settings.decode_limits)  # here too for --ray: its actors decode, the driver writes
@@ -205,7 +210,7 @@ def prepare(args: argparse.Namespace) -> tuple[Settings, list[InputFile], Batch]
         raise UsageError(f"no images found in the inputs ({', '.join(sorted(IMAGE_SUFFIXES))})")
     earlier = _prepare_out_dir(args.out, args.resume)
     batch = Batch(
-        request=file_request(args.overlay, points=args.points, threshold=args.threshold, seed=args.seed),
+        request=request,
         limits=settings.decode_limits,
         out_dir=args.out,
         resume=args.resume,
@@ -247,23 +252,6 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- command line
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer of at least {minimum}")
-        return value
-
-    return parse
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files and folders of images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -273,7 +261,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="skip inputs whose outputs exist and keep the summary's earlier rows"
     )
     parser.add_argument("--overlay", action="store_true", help="also write the mask over the image")
-    parser.add_argument("--points", type=_at_least(1), help="prompt points per image (default: the model's)")
-    parser.add_argument("--threshold", type=_fraction, help="probability threshold (default: the model's)")
-    parser.add_argument("--seed", type=_at_least(0), help="seed of the prompt points (default: the model's)")
+    # Types here; bounds in SegmentRequest, the same as the API's (a value out of them is a usage error).
+    parser.add_argument("--points", type=int, help=f"prompt points per image, 1 to {MAX_POINTS} (default: the model's)")
+    parser.add_argument("--threshold", type=float, help="probability threshold, 0 to 1 (default: the model's)")
+    parser.add_argument("--seed", type=int, help="seed of the prompt points (default: the model's)")
     add_cluster_flags(parser)

@@ -132,6 +132,22 @@ def test_parameters_beyond_bounds(api: TestClient, eye_png: bytes, params: dict,
     assert f"parameter '{name}'" in error["message"], error
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"points": 65}, "parameter 'points' must be a whole number from 1 to 64"),
+        ({"threshold": 1.5}, "parameter 'threshold' must be a number from 0 to 1"),
+        ({"seed": -1}, "parameter 'seed' must be a whole number from 0 to 2^63 - 1"),
+    ],
+)
+def test_bounds_are_said_in_the_words_the_command_line_uses(
+    api: TestClient, eye_png: bytes, params: dict, message: str
+) -> None:
+    """One check of the request's bounds (SegmentRequest) for every caller: `vreyesam predict` refuses the same
+    values with the same sentence (tests/runtime/tools/test_predict.py)."""
+    assert _assert_error(_predict(api, eye_png, params), 422, "invalid_parameter")["message"] == message
+
+
 class _Recorder:
     """A per-image function that keeps what each request asked for and answers without inference."""
 

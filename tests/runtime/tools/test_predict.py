@@ -202,9 +202,25 @@ def test_random_weights_model_is_refused_without_the_flag(inputs: Path, model_di
     assert not (tmp_path / "out" / "binary").exists()
 
 
-def test_bad_option_values_are_usage_errors(inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    for bad in (["--points", "0"], ["--threshold", "1.5"], ["--seed", "-1"]):
-        with pytest.raises(SystemExit) as exit_info:
-            main(["predict", str(inputs), "--out", str(tmp_path), *bad])
-        assert exit_info.value.code == 2
-    assert capsys.readouterr().err.count("error: argument") == 3
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--points", "0"], "parameter 'points' must be a whole number from 1 to 64"),
+        (["--points", "65"], "parameter 'points' must be a whole number from 1 to 64"),  # the API's bound too
+        (["--threshold", "1.5"], "parameter 'threshold' must be a number from 0 to 1"),
+        (["--threshold", "nan"], "parameter 'threshold' must be a number from 0 to 1"),
+        (["--seed", "-1"], "parameter 'seed' must be a whole number from 0 to 2^63 - 1"),
+    ],
+)
+def test_option_values_out_of_bounds_are_usage_errors_in_the_apis_words(
+    inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture, bad: list[str], message: str
+) -> None:
+    assert main(["predict", str(inputs), "--out", str(tmp_path / "out"), *bad]) == 2
+    assert capsys.readouterr().err == f"vreyesam predict: error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_option_values_of_the_wrong_type_are_argparse_errors(inputs: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(inputs), "--out", str(tmp_path), "--points", "many"])
+    assert exit_info.value.code == 2
