@@ -27,6 +27,7 @@ import random
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -43,8 +44,9 @@ class Finding(AssertionError):
     """decode_image broke its contract on an input."""
 
 
-def check_one(data: bytes) -> None:
-    """Run the property on one input; raise Finding (or let an unexpected exception through) on a violation."""
+def check_one(data: bytes) -> str:
+    """Run the property on one input: `decoded` or `refused`; raise Finding (or let an unexpected exception
+    through) on a violation."""
     import numpy as np
 
     from vreyesam.runtime.media.decode import DecodeLimits, ImageInputError, decode_image
@@ -58,7 +60,7 @@ def check_one(data: bytes) -> None:
     except ImageInputError as exc:
         if not isinstance(exc.message, str) or not exc.message:
             raise Finding(f"ImageInputError without a message: {exc!r}") from exc
-        return
+        return "refused"
     if not isinstance(image, np.ndarray):
         raise Finding(f"returned {type(image).__name__}, not an array")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -70,6 +72,7 @@ def check_one(data: bytes) -> None:
         raise Finding(f"returned {width}x{height} pixels, over the limit {MAX_PIXELS}")
     if not image.flags.c_contiguous:
         raise Finding("returned a non-contiguous array")
+    return "decoded"
 
 
 def seed_inputs() -> dict[str, bytes]:
@@ -128,17 +131,20 @@ def mutation_inputs(seeds: Iterable[bytes], count: int, seed: int = 0) -> Iterat
         yield mutate(rng.choice(pool), rng)
 
 
-def mutation_fuzz(count: int, seed: int = 0) -> int:
-    """Run the property over the seeds and `count` mutations of them; return how many inputs were run."""
+def mutation_fuzz(count: int, seed: int = 0) -> Counter[str]:
+    """Run the property over the seeds and `count` mutations of them; how many were decoded and refused, and
+    how many distinct inputs there were."""
     seeds = list(seed_inputs().values())
-    total = 0
+    outcomes: Counter[str] = Counter()
+    seen: set[bytes] = set()
     for data in [*seeds, *mutation_inputs(seeds, count, seed)]:
         try:
-            check_one(data)
+            outcomes[check_one(data)] += 1
         except Exception as exc:
             raise Finding(f"input of {len(data)} bytes starting {data[:48].hex()}: {exc!r}") from exc
-        total += 1
-    return total
+        seen.add(data)
+    outcomes["distinct"] = len(seen)
+    return outcomes
 
 
 # ---------------------------------------------------------------------------------------- atheris
