@@ -78,13 +78,16 @@ CV2_FIRST = "import cv2, sys; from vreyesam.cli import main; sys.exit(main(sys.a
 
 
 @pytest.mark.parametrize(
-    "command", [["serve", "--port", "1"], ["predict", "IMAGE", "--out", "OUT"]], ids=["serve", "predict"]
+    ("command", "code"),
+    [(["serve", "--port", "1"], 1), (["predict", "IMAGE", "--out", "OUT"], 2)],
+    ids=["serve", "predict"],
 )
 def test_no_entry_point_starts_after_opencv_was_loaded_without_its_limits(
-    command: list[str], model_dir: Path, eye_png: Path, tmp_path: Path
+    command: list[str], code: int, model_dir: Path, eye_png: Path, tmp_path: Path
 ) -> None:
-    """serve (also the images' and the Space's command) and predict refuse at once, in one line; predict
-    --ray and the Ray replica are checked in tests/runtime/cluster/test_opencv_entry.py (the Ray stage)."""
+    """serve (also the images' and the Space's command; exit 1, as any failed start) and predict (exit 2, as
+    its other refusals before any image) refuse at once, in one line; predict --ray and the Ray replica are
+    checked in tests/runtime/cluster/test_opencv_entry.py (the Ray stage)."""
     args = [str(eye_png) if a == "IMAGE" else str(tmp_path / "out") if a == "OUT" else a for a in command]
     done = subprocess.run(
         [sys.executable, "-c", CV2_FIRST, *args, "--model", str(model_dir), "--allow-random-weights"],
@@ -94,7 +97,7 @@ def test_no_entry_point_starts_after_opencv_was_loaded_without_its_limits(
         timeout=120,
         check=False,
     )
-    assert done.returncode in (1, 2), done.stderr
+    assert done.returncode == code, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "OpenCV was loaded before its image limits were set" in lines[0], done.stderr
     assert not (tmp_path / "out" / "binary").exists()

@@ -15,7 +15,11 @@ import pytest
 from tests.app_harness import wait_for
 from tests.server_harness import ServerProcess, ready_server, serve_to_exit
 from vreyesam.runtime.manifest import GRAPHS, MANIFEST_NAME, sha256_hex
+from vreyesam.runtime.media import render
 from vreyesam.runtime.model import crypto
+from vreyesam.runtime.model.segment import SegmentRequest, segment
+from vreyesam.runtime.model.segmenter import Segmenter
+from vreyesam.runtime.tools.synth import generate
 
 API_KEY = "k-0123456789abcdef-test"
 
@@ -89,11 +93,27 @@ def test_encrypted_model_refuses_missing_or_wrong_key(encrypted_model: tuple[Pat
     assert wrong.stderr.strip() == "vreyesam serve: error: the model key does not decrypt the model"
 
 
-def test_encrypted_model_serves_with_its_key(encrypted_model: tuple[Path, str], tmp_path: Path) -> None:
+def test_encrypted_model_serves_with_its_key(
+    encrypted_model: tuple[Path, str], segmenter: Segmenter, tmp_path: Path
+) -> None:
+    """With its key the encrypted model serves, and answers exactly as the same model in the clear."""
     model, key_text = encrypted_model
     key_file = tmp_path / "model.key"
     key_file.write_text(key_text)
-    env = {"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_MODEL_KEY_FILE": str(key_file)}
+    _, eye, _ = generate(seed=12, n=1, width=160, height=120)[0]
+    image = render.encode_png(eye)
+    request = SegmentRequest(points=3, outputs=("mask",))
+    expected = segment(segmenter, image, request).pngs["mask"]
+    # fp32, as the session's `segmenter` (a CPU with native bf16 would otherwise serve `bf16-encoder`).
+    env = {"VREYESAM_ALLOW_RANDOM_WEIGHTS": "1", "VREYESAM_MODEL_KEY_FILE": str(key_file), "VREYESAM_PRECISION": "fp32"}
     with ready_server(model, tmp_path / "server.log", env=env) as proc:
         assert httpx.get(proc.base_url + "/readyz").json()["status"] == "ready"
+        answer = httpx.post(
+            proc.base_url + "/predict",
+            params={"points": 3, "outputs": "mask"},
+            content=image,
+            headers={"content-type": "image/png", "accept": "image/png"},
+            timeout=120,
+        )
+    assert answer.status_code == 200 and answer.content == expected
     assert key_text not in proc.log()
