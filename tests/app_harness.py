@@ -28,7 +28,8 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from vreyesam.runtime.http.app import EdgeState, SegmenterLoader, SegmentFunction, create_app
+from vreyesam.runtime.http.app import SegmenterLoader, create_app
+from vreyesam.runtime.http.edge import EdgeState, SegmentFunction
 from vreyesam.runtime.media import render
 from vreyesam.runtime.model.procedure import MaskStatistics
 from vreyesam.runtime.model.segment import STAGES, Segmentation, SegmentRequest, segment

@@ -19,13 +19,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vreyesam.runtime.http import page
+from vreyesam.runtime.http.edge import EXCHANGE_KEY, Exchange
 from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.telemetry.metrics import NoRecorder, Recorder, route_of
 from vreyesam.runtime.telemetry.tracing import Tracing, trace_id
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-KNOWN_ROUTES = frozenset({"/predict", "/healthz", "/readyz", "/openapi.json", "/docs"}) | page.ROUTES
 
 access_log = logging.getLogger("vreyesam.access")
 
@@ -91,8 +90,9 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(scope)
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
+        path = scope.get("path", "")
+        exchange = Exchange(request_id=request_id, route=route_of(path))
+        scope.setdefault("state", {})[EXCHANGE_KEY] = exchange
         started = time.perf_counter()
         status = 500
         received = 0
@@ -111,32 +111,31 @@ class AccessLogMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
-        path = scope.get("path", "")
-        route = path if path in KNOWN_ROUTES else "unmatched"
-        with self.tracing.request(scope.get("method", ""), route, scope.get("headers", [])) as span:
-            state["span"] = span
+        # A span is named by its route's template (OpenTelemetry's `http.route`), e.g. "POST /predict".
+        template = path if exchange.route != "other" else "other"
+        with self.tracing.request(scope.get("method", ""), template, scope.get("headers", [])) as span:
+            exchange.span = span
             try:
                 await self.app(scope, counting_receive, send_with_id)
             finally:
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
-                self._record(scope, state, status, received, time.perf_counter() - started)
+                self._record(scope, exchange, status, received, time.perf_counter() - started)
 
-    def _record(self, scope: Scope, state: dict[str, Any], status: int, received: int, seconds: float) -> None:
-        """The request's access log line and its metrics."""
-        path = scope.get("path", "")
-        outcome = state.get("outcome") or ("ok" if status < 400 else "internal")
-        timings = state.get("timings_ms")
-        self.recorder.request(route_of(path), status, outcome, seconds, received)
+    def _record(self, scope: Scope, exchange: Exchange, status: int, received: int, seconds: float) -> None:
+        """The request's access log line and its metrics, under one route name."""
+        outcome = exchange.outcome or ("ok" if status < 400 else "internal")
+        timings = exchange.timings_ms
+        self.recorder.request(exchange.route, status, outcome, seconds, received)
         if timings:
             self.recorder.stages({stage: ms / 1000.0 for stage, ms in timings.items()})
-            self.recorder.encoder_batch(state.get("encoder_batch_images", 1))
-        span = state.get("span")
+            self.recorder.encoder_batch(exchange.encoder_batch_images)
+        span = exchange.span
         fields = {
-            "request_id": state["request_id"],
+            "request_id": exchange.request_id,
             **({"trace_id": trace_id(span)} if span is not None else {}),
             "method": scope.get("method", ""),
-            "route": path if path in KNOWN_ROUTES else "unmatched",
+            "route": exchange.route,
             "status": status,
             "outcome": outcome,
             "bytes_in": received,

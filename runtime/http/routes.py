@@ -13,28 +13,22 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import Annotated, Any, cast
 
 import numpy as np
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from vreyesam.runtime.http.edge import edge_of, exchange_of
 from vreyesam.runtime.http.errors import ApiError
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest
 from vreyesam.runtime.model.segment import PROMPTS_BOUND, STAGES, Segmentation, SegmentRequest, model_identity
 from vreyesam.runtime.telemetry.tracing import now_ns
 from vreyesam.runtime.vocabulary import OUTPUT_KINDS, OutputKind
 
-if TYPE_CHECKING:
-    from vreyesam.runtime.http.app import EdgeState
-
 # A multipart body holds one file field `image` and nothing else of size: no room for a form bomb.
 MULTIPART_LIMITS = {"max_files": 1, "max_fields": 4, "max_part_size": 1024}
-
-
-def _edge(request: Request) -> EdgeState:
-    return request.app.state.edge  # type: ignore[no-any-return]
 
 
 def healthz() -> dict[str, str]:
@@ -42,7 +36,7 @@ def healthz() -> dict[str, str]:
 
 
 def readyz(request: Request) -> JSONResponse:
-    segmenter = _edge(request).model.loaded()
+    segmenter = edge_of(request).model.loaded()
     manifest = segmenter.manifest
     defaults = manifest.procedure
     return JSONResponse(
@@ -58,7 +52,7 @@ def readyz(request: Request) -> JSONResponse:
                 **({"refused_variants": segmenter.refused} if segmenter.refused else {}),
             },
             # Whether the model directory's signature was checked against a configured key at start.
-            "signed": _edge(request).settings.model_public_key_file is not None,
+            "signed": edge_of(request).settings.model_public_key_file is not None,
             # What /predict does when a parameter is not given (the page shows them): the model's own.
             "defaults": {"points": defaults.points, "threshold": defaults.threshold, "seed": defaults.seed},
         }
@@ -130,7 +124,7 @@ async def predict(
     outputs: Annotated[str, Query(max_length=64, description="any of mask,probability,uncertainty,overlay")] = "mask",
     prompts: Annotated[str | None, Query(max_length=2048, description="explicit prompts 'x,y;x,y'")] = None,
 ) -> Response:
-    edge = _edge(request)
+    edge = edge_of(request)
     edge.check_api_key(request)
     segmenter = edge.model.ready()
     kinds = parse_outputs(outputs)
@@ -155,10 +149,10 @@ async def predict(
         **result.timings_ms,
         "request": round((time.perf_counter() - started) * 1000.0, 3),
     }
-    request.state.timings_ms = timings  # for the access log line and the metrics
-    request.state.encoder_batch_images = result.encoder_batch_images
+    exchange = exchange_of(request)  # for the access log line and the metrics
+    exchange.timings_ms, exchange.encoder_batch_images = timings, result.encoder_batch_images
     stages = [(stage, timings[stage]) for stage in ("queue", *STAGES)]
-    edge.tracing.stages(getattr(request.state, "span", None), queued_ns, stages)
+    edge.tracing.stages(exchange.span, queued_ns, stages)
     if wants_png:
         return Response(result.pngs[kinds[0]], media_type="image/png")
     return JSONResponse(json_answer(result, model_identity(segmenter.manifest), timings))

@@ -27,7 +27,8 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from vreyesam.runtime.http.app import ApiKeyError, ApiKeys, create_app
+from vreyesam.runtime.http.app import create_app
+from vreyesam.runtime.http.edge import ApiKeyError, ApiKeys
 from vreyesam.runtime.http.logs import configure_logging
 from vreyesam.runtime.media.opencv import OpenCvLimitsError, require_limits
 from vreyesam.runtime.model.artifacts import ModelFiles, ModelLoadError

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.app_harness import RunningApp, canned_segmentation, loader_of, running_app
-from vreyesam.runtime.http.app import ApiKeyError, ApiKeys, presented_key
+from vreyesam.runtime.http.edge import ApiKeyError, ApiKeys, presented_key
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import Settings
 

@@ -94,7 +94,7 @@ def test_a_request_span_under_the_callers_trace_with_one_child_per_stage(
     assert request[4] <= children[0][4] and children[-1][5] <= request[5]  # inside the request's span
     encoder_ms = (children[STAGES.index("encoder")][5] - children[STAGES.index("encoder")][4]) / 1e6
     assert encoder_ms == pytest.approx(answer.json()["timings_ms"]["encoder"], abs=0.01)
-    lines = [json.loads(line) for line in server.log().splitlines() if '"route": "/predict"' in line]
+    lines = [json.loads(line) for line in server.log().splitlines() if '"route": "predict"' in line]
     assert lines and lines[-1]["trace_id"] == TRACE_ID
 
 
