@@ -10,13 +10,13 @@ rejected and never served.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
 from vreyesam.export.reference import TorchReference
-from vreyesam.runtime.gate_report import FidelityReport, GateThresholds, ImageFidelity, WorstCase
+from vreyesam.runtime.gate_report import FidelityReport, GateThresholds, ImageFidelity, WorstCase, misses
 from vreyesam.runtime.surface import (
     PreparedImage,
     Segmenter,
@@ -120,21 +120,7 @@ def measure_image(segmenter: Segmenter, expected: ReferenceOutcome) -> ImageFide
 
 def failures(results: list[ImageFidelity], thresholds: GateThresholds) -> list[str]:
     """One line per image and metric that misses its threshold."""
-    problems = []
-    for result in results:
-        if not result.final_mask_iou >= thresholds.min_final_iou:
-            problems.append(f"{result.name}: final mask IoU {result.final_mask_iou:.5f} < {thresholds.min_final_iou}")
-        if not result.confident_pixel_iou >= thresholds.min_confident_pixel_iou:
-            problems.append(
-                f"{result.name}: confident-pixel IoU {result.confident_pixel_iou:.5f} "
-                f"< {thresholds.min_confident_pixel_iou}"
-            )
-        if not result.logits_relative_error <= thresholds.max_logits_relative_error:
-            problems.append(
-                f"{result.name}: logits relative error {result.logits_relative_error:.2e} "
-                f"> {thresholds.max_logits_relative_error:.0e}"
-            )
-    return problems
+    return [f"{result.name}: {miss}" for result in results for miss in misses(asdict(result), thresholds.bounds())]
 
 
 def report(

@@ -1,13 +1,30 @@
-"""The export's fidelity-gate report, as the manifest records it (part of the model-directory contract).
+"""The export's fidelity-gate report, as the manifest records it (part of the model-directory contract), and
+the one way every gate compares what it measured with its bounds.
 
 The exporter fills these records (export/fidelity.py); the runtime reads them back: a variant's thresholds
-are what the server holds it to again when it gates it on its own device (model/device_gate.py).
+are what the server holds it to again when it gates it on its own device (model/device_gate.py). The export
+gate, the device gate, the golden self-test and the CUDA-graph check all measure with `model.agreement` and
+judge with `misses`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+
+def misses(measured: Mapping[str, float], bounds: Mapping[str, float]) -> list[str]:
+    """One line per bounded measure outside its bound: a measure named `*_iou` must be at least its bound, any
+    other (an error) at most; NaN never passes. Measures without a bound are not judged."""
+    found = []
+    for name, bound in bounds.items():
+        value = measured[name]
+        passed = value >= bound if name.endswith("_iou") else value <= bound
+        if not passed:  # NaN compares false either way
+            sign = "<" if name.endswith("_iou") else ">"
+            found.append(f"{name.replace('_', ' ')} {value:.4g} {sign} {bound:.4g}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -17,6 +34,14 @@ class GateThresholds:
     min_final_iou: float = 0.999
     max_logits_relative_error: float = 1e-4
     min_confident_pixel_iou: float = 0.999
+
+    def bounds(self) -> dict[str, float]:
+        """The thresholds by the name of the measure each bounds (for `misses`)."""
+        return {
+            "final_mask_iou": self.min_final_iou,
+            "confident_pixel_iou": self.min_confident_pixel_iou,
+            "logits_relative_error": self.max_logits_relative_error,
+        }
 
 
 @dataclass(frozen=True)

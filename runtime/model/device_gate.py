@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vreyesam.runtime.engines.graph import Graph
-from vreyesam.runtime.gate_report import GateThresholds
+from vreyesam.runtime.gate_report import GateThresholds, misses
 from vreyesam.runtime.model.agreement import confident_pixel_iou, iou, relative_error
 from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter, replace_encoder
 
@@ -53,11 +53,6 @@ def gate(
         logits_error = max(logits_error, relative_error(ours.low_res_logits, expected.low_res_logits))
         confident = min(confident, confident_pixel_iou(ours.low_res_logits, expected.low_res_logits))
         final = min(final, iou(ours.binary, expected.binary))
-    problems = []
-    if not logits_error <= thresholds.max_logits_relative_error:
-        problems.append(f"logits relative error {logits_error:.2e} > {thresholds.max_logits_relative_error:.0e}")
-    if not confident >= thresholds.min_confident_pixel_iou:
-        problems.append(f"confident-pixel IoU {confident:.4f} < {thresholds.min_confident_pixel_iou}")
-    if not final >= thresholds.min_final_iou:
-        problems.append(f"final mask IoU {final:.4f} < {thresholds.min_final_iou}")
+    measured = {"logits_relative_error": logits_error, "confident_pixel_iou": confident, "final_mask_iou": final}
+    problems = misses(measured, thresholds.bounds())
     return DeviceGateResult(len(images), logits_error, confident, final, tuple(problems))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vreyesam.runtime.gate_report import misses
 from vreyesam.runtime.model import procedure
 from vreyesam.runtime.model.agreement import iou, relative_error
 from vreyesam.runtime.model.segmenter import Segmenter
@@ -63,11 +64,7 @@ def run_golden(segmenter: Segmenter, sample: GoldenSample, tolerance: dict[str, 
         "scores_max_abs_error": float(np.abs(decoded.scores - sample.scores).max()),
         "final_mask_iou": iou(binary, sample.binary),
     }
-    for name in ("logits_relative_error", "scores_max_abs_error"):
-        if not errors[name] <= tolerance[name]:
-            raise GoldenMismatch(f"golden self-test: {name} {errors[name]:.3g} exceeds {tolerance[name]:.3g}")
-    if not errors["final_mask_iou"] >= tolerance["final_mask_iou"]:
-        raise GoldenMismatch(
-            f"golden self-test: final_mask_iou {errors['final_mask_iou']:.4g} below {tolerance['final_mask_iou']:.4g}"
-        )
+    problems = misses(errors, tolerance)
+    if problems:
+        raise GoldenMismatch("golden self-test: " + "; ".join(problems))
     return errors

@@ -17,6 +17,7 @@ from vreyesam.runtime.engines.graph import DeviceUnavailable, EngineUnavailable,
 from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, SessionConfig
 from vreyesam.runtime.engines.openvino_graph import OpenVinoGraph, bf16_supported
 from vreyesam.runtime.engines.shaped import ShapedGraph
+from vreyesam.runtime.gate_report import misses
 from vreyesam.runtime.manifest import (
     CALIBRATION,
     DECODER,
@@ -268,11 +269,12 @@ def _capture_agrees(segmenter: Segmenter, image: np.ndarray, tolerance: dict[str
     ours, expected = segmenter.predict(image, options), with_capture(segmenter, None).predict(image, options)
     if ours.low_res_logits is None or expected.low_res_logits is None:
         raise ValueError("the agreement check needs the logits")
-    error = relative_error(ours.low_res_logits, expected.low_res_logits)
-    overlap = iou(ours.binary, expected.binary)
-    if error <= tolerance["logits_relative_error"] and overlap >= tolerance["final_mask_iou"]:
-        return None
-    return f"the captured networks disagree with the ordinary sessions (logits {error:.2e}, mask IoU {overlap:.4f})"
+    measured = {
+        "logits_relative_error": relative_error(ours.low_res_logits, expected.low_res_logits),
+        "final_mask_iou": iou(ours.binary, expected.binary),
+    }
+    problems = misses(measured, {name: tolerance[name] for name in measured})
+    return f"the captured networks disagree with the ordinary sessions ({'; '.join(problems)})" if problems else None
 
 
 def _gate_on_device(

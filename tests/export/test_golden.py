@@ -61,7 +61,7 @@ def test_corrupted_expectation_is_refused(model_dir: Path, tmp_path: Path, preci
     np.savez_compressed(buffer, **arrays)
     (target / "golden.npz").write_bytes(buffer.getvalue())
     _repin(target, "golden")
-    with pytest.raises(ModelLoadError, match=rf"golden self-test: logits_relative_error .* exceeds {tolerance}"):
+    with pytest.raises(ModelLoadError, match=rf"golden self-test: logits relative error .* > {tolerance}"):
         load_segmenter(target, dataclasses.replace(OPTIONS, precision=precision))
 
 
