@@ -49,7 +49,11 @@ from vreyesam.runtime.engines.onnxruntime_graph import (
 from vreyesam.runtime.manifest import (
     DECODER,
     DECODER_IMAGE_INPUTS,
+    DECODER_LABELS,
+    DECODER_LOGITS,
+    DECODER_POINTS,
     DECODER_PROMPT_AXIS,
+    DECODER_SCORES,
     ENCODER,
     ENCODER_BATCH_AXIS,
     ENCODER_FP16,
@@ -290,7 +294,7 @@ def measure_graphs(args: argparse.Namespace, model: Path) -> dict[str, Any]:
     logits = scores = None
     for prompts in sorted(args.prompts, key=lambda count: count != POINTS):  # the procedure's count first
         points = rng.integers(0, 1024, size=(prompts, 1, 2)).astype(np.float32)
-        feeds = {**image_side, "point_coords": points, "point_labels": np.ones((prompts, 1), np.int32)}
+        feeds = {**image_side, DECODER_POINTS: points, DECODER_LABELS: np.ones((prompts, 1), np.int32)}
         entry = record.setdefault(f"prompts_{prompts}", {})
         fixed = (DECODER_PROMPT_AXIS, prompts)
         attempt(entry, "host", lambda: timed(decoder.host_run(feeds, fixed), args.runs))  # noqa: B023 - at once
@@ -306,8 +310,8 @@ def measure_graphs(args: argparse.Namespace, model: Path) -> dict[str, Any]:
 
     attempt(record, "memcpy_nodes", lambda: memcpy_counts(decoder, (DECODER_PROMPT_AXIS, POINTS)))
     feeds = {
-        "low_res_logits": logits,
-        "scores": scores,
+        DECODER_LOGITS: logits,
+        DECODER_SCORES: scores,
         "threshold": np.asarray(0.2, np.float32),
         "fitted_hw": np.asarray(fitted.shape[:2], np.int64),
         "input_hw": np.asarray((300, 400), np.int64),

@@ -24,11 +24,17 @@ import torch
 from torch import nn
 
 from vreyesam.export.decoder_graph import DecoderGraph, ImageSide
-from vreyesam.runtime.manifest import DECODER_IMAGE_INPUTS, DECODER_PROMPT_AXIS, ENCODER_BATCH_AXIS, ENCODER_OUTPUTS
+from vreyesam.runtime.manifest import (
+    DECODER_INPUTS,
+    DECODER_LABELS,
+    DECODER_OUTPUTS,
+    DECODER_POINTS,
+    DECODER_PROMPT_AXIS,
+    ENCODER_BATCH_AXIS,
+    ENCODER_OUTPUTS,
+)
 
 ENCODER_INPUTS = ("image",)
-DECODER_INPUTS = (*DECODER_IMAGE_INPUTS, "point_coords", "point_labels")
-DECODER_OUTPUTS = ("low_res_logits", "scores")
 IMAGE_SIZE = 1024  # SAM2's square model input
 # Per-image tensor shapes (batch axis left out) at SAM2's 1024x1024 input: feature maps of strides 16, 4, 8,
 # then the decoder's image-side tensors (8 heads of 16 channels; see decoder_graph.ImageSide).
@@ -173,7 +179,7 @@ def export_graphs(sam_model: nn.Module, out_dir: Path, opset: int) -> ExportedGr
             input_names=list(DECODER_INPUTS),
             output_names=list(DECODER_OUTPUTS),
             dynamic_axes={
-                name: {0: DECODER_PROMPT_AXIS} for name in ("point_coords", "point_labels", *DECODER_OUTPUTS)
+                name: {0: DECODER_PROMPT_AXIS} for name in (DECODER_POINTS, DECODER_LABELS, *DECODER_OUTPUTS)
             },
             opset_version=opset,
             dynamo=False,

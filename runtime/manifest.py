@@ -65,6 +65,14 @@ DECODER_IMAGE_INPUTS = (
     "upscale_skip_0",
     "upscale_skip_1",
 )
+# The decoder's prompts and outputs: Nx1x2 float32 points (x, y) in the model frame, Nx1 int32 labels (1 =
+# foreground), then the first multimask output's Nx256x256 logits and its N scores.
+DECODER_POINTS = "point_coords"
+DECODER_LABELS = "point_labels"
+DECODER_INPUTS = (*DECODER_IMAGE_INPUTS, DECODER_POINTS, DECODER_LABELS)
+DECODER_LOGITS = "low_res_logits"
+DECODER_SCORES = "scores"
+DECODER_OUTPUTS = (DECODER_LOGITS, DECODER_SCORES)
 
 # The free dimensions of the networks: the encoder's images and the decoder's prompts (the first axis of
 # their inputs and outputs). The runtime fixes them per session (engines.shaped).
@@ -77,7 +85,7 @@ PREPROCESS_INPUT = "fitted"
 PREPROCESS_OUTPUT = "image"
 ENCODER_INPUT = PREPROCESS_OUTPUT  # Bx3xSxS: the preprocessing's output, one image or a batch of them
 # The procedure graph: decoder outputs, threshold and the two frame sizes -> the maps at the input size.
-PROCEDURE_INPUTS = ("low_res_logits", "scores", "threshold", "fitted_hw", "input_hw")
+PROCEDURE_INPUTS = (DECODER_LOGITS, DECODER_SCORES, "threshold", "fitted_hw", "input_hw")
 PROCEDURE_OUTPUTS = ("binary", "probability", "uncertainty", "area_px")
 
 _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

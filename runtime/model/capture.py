@@ -30,7 +30,15 @@ from typing import Any
 import numpy as np
 
 from vreyesam.runtime.engines.graph import Graph, Rows, Value
-from vreyesam.runtime.manifest import DECODER_IMAGE_INPUTS, ENCODER_INPUT, ENCODER_OUTPUTS
+from vreyesam.runtime.manifest import (
+    DECODER_IMAGE_INPUTS,
+    DECODER_LABELS,
+    DECODER_LOGITS,
+    DECODER_POINTS,
+    DECODER_SCORES,
+    ENCODER_INPUT,
+    ENCODER_OUTPUTS,
+)
 
 # onnxruntime's CUDA provider runs a session twice as usual on a thread, then captures on the third run.
 CUDA_WARM_UP_RUNS = 3
@@ -131,8 +139,8 @@ class Capture:
         """The points written to their buffer, then the decoder's feeds, fetch and output places."""
         self.decoder.write(np.asarray(model_points, np.float32), self.buffers.point_coords)
         feeds: dict[str, Value] = {name: self.buffers.features[name] for name in DECODER_IMAGE_INPUTS}
-        feeds.update(point_coords=self.buffers.point_coords, point_labels=self.buffers.point_labels)
-        return feeds, None, {"low_res_logits": self.buffers.logits, "scores": self.buffers.scores}
+        feeds.update({DECODER_POINTS: self.buffers.point_coords, DECODER_LABELS: self.buffers.point_labels})
+        return feeds, None, {DECODER_LOGITS: self.buffers.logits, DECODER_SCORES: self.buffers.scores}
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

@@ -21,7 +21,9 @@ from vreyesam.runtime.gate_report import misses
 from vreyesam.runtime.manifest import (
     CALIBRATION,
     DECODER,
+    DECODER_POINTS,
     DECODER_PROMPT_AXIS,
+    DECODER_SCORES,
     ENCODER,
     ENCODER_BATCH_AXIS,
     ENCODER_INPUT,
@@ -191,10 +193,10 @@ def _graph(
         )
     if role == DECODER:
         return _shaped(
-            model, providers, config, axis=("point_coords", DECODER_PROMPT_AXIS), sizes=shapes.decoder, general=True
+            model, providers, config, axis=(DECODER_POINTS, DECODER_PROMPT_AXIS), sizes=shapes.decoder, general=True
         )
     if role == PROCEDURE and shapes.procedure:
-        axis = ("scores", PROCEDURE_PROMPT_AXIS)
+        axis = (DECODER_SCORES, PROCEDURE_PROMPT_AXIS)
         return _shaped(model, providers, config, axis=axis, sizes=shapes.procedure, general=True)
     return OnnxRuntimeGraph(model, providers, config)
 

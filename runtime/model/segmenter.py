@@ -23,6 +23,10 @@ import numpy as np
 from vreyesam.runtime.engines.graph import Graph, Value
 from vreyesam.runtime.manifest import (
     DECODER_IMAGE_INPUTS,
+    DECODER_LABELS,
+    DECODER_LOGITS,
+    DECODER_POINTS,
+    DECODER_SCORES,
     ENCODER_INPUT,
     ENCODER_OUTPUTS,
     PREPROCESS_INPUT,
@@ -228,24 +232,24 @@ class Segmenter:
         if capture is not None:
             made = clock.run(capture.decoder, *capture.decoder_run(model_points))
             # A copy: on the host, `to_host` of a buffer is a view, which the next image's turn overwrites.
-            return Decoded(made["low_res_logits"], np.array(capture.decoder.to_host(made["scores"])))
+            return Decoded(made[DECODER_LOGITS], np.array(capture.decoder.to_host(made[DECODER_SCORES])))
         image_side = _handed(self.encoder, self.decoder, features.decoder_feed())
         starts = range(0, len(model_points), self.decoder_batch)
         if len(starts) == 1:
             only = self._decode_chunk(image_side, model_points, clock)
-            return Decoded(only["low_res_logits"], self.decoder.to_host(only["scores"]))
+            return Decoded(only[DECODER_LOGITS], self.decoder.to_host(only[DECODER_SCORES]))
         # Each chunk is copied to the host as soon as it is made: an output value onnxruntime allocated was
         # measured to keep ~12-18 MB of its run alive, so 30 held chunks held ~0.55 GB more at the peak.
         logits, scores = [], []
         for start in starts:
             output = self._decode_chunk(image_side, model_points[start : start + self.decoder_batch], clock)
-            logits.append(self.decoder.to_host(output["low_res_logits"]))
-            scores.append(self.decoder.to_host(output["scores"]))
+            logits.append(self.decoder.to_host(output[DECODER_LOGITS]))
+            scores.append(self.decoder.to_host(output[DECODER_SCORES]))
         return Decoded(np.concatenate(logits), np.concatenate(scores))
 
     def _decode_chunk(self, image_side: dict[str, Value], points: np.ndarray, clock: Clock) -> dict[str, Value]:
         labels = np.ones((len(points), 1), dtype=np.int32)
-        return clock.run(self.decoder, {**image_side, "point_coords": points, "point_labels": labels})
+        return clock.run(self.decoder, {**image_side, DECODER_POINTS: points, DECODER_LABELS: labels})
 
     def finish(
         self,
@@ -258,8 +262,8 @@ class Segmenter:
         """The procedure graph: the asked-for maps and `area_px`, at the input size, on the host."""
         clock = clock or Clock()
         feeds = {
-            **_handed(self.decoder, self.procedure, {"low_res_logits": decoded.logits}),
-            "scores": decoded.scores,
+            **_handed(self.decoder, self.procedure, {DECODER_LOGITS: decoded.logits}),
+            DECODER_SCORES: decoded.scores,
             "threshold": np.asarray(threshold, dtype=np.float32),
             "fitted_hw": np.asarray(prepared.fitted_hw, dtype=np.int64),
             "input_hw": np.asarray(prepared.input_hw, dtype=np.int64),
