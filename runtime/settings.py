@@ -52,9 +52,10 @@ class Settings:
     enable_docs: bool = False  # VREYESAM_ENABLE_DOCS: OpenAPI document and /docs, for development only
     page: bool = True  # VREYESAM_PAGE: the page for people at / (off: an API-only deployment, / is 404)
     max_body_bytes: int = 10 * MiB  # VREYESAM_MAX_BODY_BYTES: request body cap, enforced while streaming
-    max_width: int = 8192  # VREYESAM_MAX_WIDTH: image width cap (read from the header before decoding)
-    max_height: int = 8192  # VREYESAM_MAX_HEIGHT
-    max_pixels: int = 40_000_000  # VREYESAM_MAX_PIXELS
+    # The decode limits (DecodeLimits above holds their defaults, once).
+    max_width: int = DecodeLimits.max_width  # VREYESAM_MAX_WIDTH: image width cap (read from the header first)
+    max_height: int = DecodeLimits.max_height  # VREYESAM_MAX_HEIGHT
+    max_pixels: int = DecodeLimits.max_pixels  # VREYESAM_MAX_PIXELS
     max_concurrency: int = 1  # VREYESAM_MAX_CONCURRENCY: predictions running at once per process
     max_queue: int = 8  # VREYESAM_MAX_QUEUE: predictions waiting; beyond it, 503 at once
     queue_timeout_s: float = 30.0  # VREYESAM_QUEUE_TIMEOUT_S: longest wait for a slot before 503

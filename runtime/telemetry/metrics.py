@@ -2,9 +2,11 @@
 
 Names follow Prometheus' conventions (base units: seconds, bytes; `_total` for counters) and every label
 has a closed set of values (routes, outcomes, stages, rejection reasons), so a caller cannot grow the
-series. `Recorder` is what the HTTP edge and the model loader report to; `PrometheusRecorder` keeps the
-figures in `prometheus_client` metrics, served on a port of their own (`serve_metrics`), and the Ray path
-supplies its own recorder over Ray's metrics with the same names and labels.
+series. Every metric is declared once, in `METRICS` (name, kind, help, labels, buckets); `Recorder` is what
+the HTTP edge and the model loader report to, written once over the table, and a metrics library is plugged
+in below it as `Instruments`: prometheus_client here (`PrometheusRecorder`, served on a port of its own by
+`serve_metrics`), Ray's metrics on the Ray path (cluster/metrics.py). A new metric is a table row and the
+recorder method that reports it.
 
 Several server processes (`VREYESAM_WORKERS > 1`) use the library's multiprocess mode: the parent sets
 `PROMETHEUS_MULTIPROC_DIR` before the workers start, each worker writes its own files, and the parent
@@ -21,7 +23,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
@@ -60,26 +62,6 @@ BYTES_BUCKETS = tuple(float(1024 * 4**power) for power in range(10))  # 1 KiB ..
 BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # images per encoder run (at most 64)
 
 
-class Recorder(Protocol):
-    """What the serving code reports; implemented over prometheus_client here, over Ray's metrics there."""
-
-    def request(self, route: str, status: int, outcome: str, seconds: float, body_bytes: int) -> None: ...
-
-    def stages(self, seconds: Mapping[str, float]) -> None: ...
-
-    def encoder_batch(self, images: int) -> None: ...
-
-    def admission(self, running: int, waiting: int) -> None: ...
-
-    def rejected(self, reason: str) -> None: ...
-
-    def bodies_in_flight(self, count: int, total_bytes: int) -> None: ...
-
-    def model(self, info: Mapping[str, str], ready: bool, load_seconds: float, self_test_seconds: float) -> None: ...
-
-    def limits(self, limits: Limits) -> None: ...
-
-
 @dataclass(frozen=True)
 class Limits:
     """The configured limits, exported beside the figures they bound."""
@@ -100,123 +82,187 @@ def route_of(path: str) -> str:
 
 
 MODEL_LABELS = ("name", "version", "sha256", "precision", "provider", "onnxruntime", "openvino")
+Kind = Literal["counter", "histogram", "gauge"]
 
 
-class PrometheusRecorder:
-    """The figures in `registry`: a process's own (`process_recorder`), or a test's."""
+@dataclass(frozen=True)
+class Metric:
+    """One figure, declared once: every recorder builds its instruments from this table."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        reg = registry
-        self.requests = Counter(
-            f"{PREFIX}_requests", "Requests answered, by route, status and outcome.",
-            ["route", "status", "outcome"], registry=reg,
-        )  # fmt: skip
-        self.duration = Histogram(
-            f"{PREFIX}_request_duration_seconds", "Time from the request's arrival to its answer.",
-            ["route"], buckets=SECONDS_BUCKETS, registry=reg,
-        )  # fmt: skip
-        self.stage = Histogram(
-            f"{PREFIX}_stage_duration_seconds", "Time of each stage of a prediction (queue: the wait for a slot).",
-            ["stage"], buckets=SECONDS_BUCKETS, registry=reg,
-        )  # fmt: skip
-        self.body = Histogram(
-            f"{PREFIX}_request_body_bytes", "Size of the prediction requests' bodies.",
-            buckets=BYTES_BUCKETS, registry=reg,
-        )  # fmt: skip
-        self.batch = Histogram(
-            f"{PREFIX}_encoder_batch_images", "Images in the encoder run of each prediction (1: encoded alone).",
-            buckets=BATCH_BUCKETS, registry=reg,
-        )  # fmt: skip
-        self.running = Gauge(
-            f"{PREFIX}_inflight_requests", "Predictions running now.", registry=reg, multiprocess_mode="livesum"
-        )
-        self.waiting = Gauge(
-            f"{PREFIX}_queued_requests", "Predictions waiting for a slot now.", registry=reg,
-            multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.rejections = Counter(
-            f"{PREFIX}_admission_rejections", "Requests turned away before a prediction, by reason.",
-            ["reason"], registry=reg,
-        )  # fmt: skip
-        self.bodies = Gauge(
-            f"{PREFIX}_bodies_in_flight", "Request bodies being received now.", registry=reg,
-            multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.body_bytes = Gauge(
-            f"{PREFIX}_body_bytes_in_flight", "Bytes of request bodies held now (against the budget).",
-            registry=reg, multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.ready = Gauge(
-            f"{PREFIX}_model_ready", "1 when the model is loaded and passed its self-test.", registry=reg,
-            multiprocess_mode="liveall",
-        )  # fmt: skip
-        self.load_seconds = Gauge(
-            f"{PREFIX}_model_load_seconds", "Time to build the model's sessions and self-test it.", registry=reg,
-            multiprocess_mode="liveall",
-        )  # fmt: skip
-        self.self_test_seconds = Gauge(
-            f"{PREFIX}_model_self_test_seconds", "Time of the golden self-test at start.", registry=reg,
-            multiprocess_mode="liveall",
-        )  # fmt: skip
-        # An info metric as a gauge of 1 (the library's Info has no multiprocess mode).
-        self.info = Gauge(
-            f"{PREFIX}_model_info", "The model served and the engines running it (value 1).",
-            MODEL_LABELS, registry=reg, multiprocess_mode="liveall",
-        )  # fmt: skip
-        self.limit = {
-            name: Gauge(f"{PREFIX}_{name}", help_text, registry=reg, multiprocess_mode="liveall")
-            for name, help_text in (
-                ("max_inflight_requests", "Predictions that may run at once (a limit)."),
-                ("max_queued_requests", "Predictions that may wait for a slot (a limit)."),
-                ("body_budget_bytes", "Bytes of request bodies that may be held at once (a limit)."),
-            )
-        }
-        for route in ROUTES:  # every series exists from the start: a rate() over it is never empty
-            self.duration.labels(route)
-        for stage in STAGES:
-            self.stage.labels(stage)
-        for reason in REJECTIONS:
-            self.rejections.labels(reason)
-        self.ready.set(0)
+    name: str  # without the prefix
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()  # a histogram's
+    # A gauge over several worker processes: `livesum` adds the live workers' values, `liveall` keeps one
+    # series per worker (a `pid` label).
+    combine: Literal["livesum", "liveall"] = "liveall"
+    steady: bool = False  # set once or rarely (readiness, the model, the limits)
+
+
+def _table(*metrics: Metric) -> dict[str, Metric]:
+    return {metric.name: metric for metric in metrics}
+
+
+METRICS = _table(
+    Metric("requests", "counter", "Requests answered, by route, status and outcome.", ("route", "status", "outcome")),
+    Metric(
+        "request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival to its answer.",
+        ("route",),
+        SECONDS_BUCKETS,
+    ),
+    Metric(
+        "stage_duration_seconds",
+        "histogram",
+        "Time of each stage of a prediction (queue: the wait for a slot).",
+        ("stage",),
+        SECONDS_BUCKETS,
+    ),
+    Metric("request_body_bytes", "histogram", "Size of the prediction requests' bodies.", buckets=BYTES_BUCKETS),
+    Metric(
+        "encoder_batch_images",
+        "histogram",
+        "Images in the encoder run of each prediction (1: encoded alone).",
+        buckets=BATCH_BUCKETS,
+    ),
+    Metric("inflight_requests", "gauge", "Predictions running now.", combine="livesum"),
+    Metric("queued_requests", "gauge", "Predictions waiting for a slot now.", combine="livesum"),
+    Metric("admission_rejections", "counter", "Requests turned away before a prediction, by reason.", ("reason",)),
+    Metric("bodies_in_flight", "gauge", "Request bodies being received now.", combine="livesum"),
+    Metric(
+        "body_bytes_in_flight", "gauge", "Bytes of request bodies held now (against the budget).", combine="livesum"
+    ),
+    Metric("model_ready", "gauge", "1 when the model is loaded and passed its self-test.", steady=True),
+    Metric("model_load_seconds", "gauge", "Time to build the model's sessions and self-test it.", steady=True),
+    Metric("model_self_test_seconds", "gauge", "Time of the golden self-test at start.", steady=True),
+    Metric("model_info", "gauge", "The model served and the engines running it (value 1).", MODEL_LABELS, steady=True),
+    Metric("max_inflight_requests", "gauge", "Predictions that may run at once (a limit).", steady=True),
+    Metric("max_queued_requests", "gauge", "Predictions that may wait for a slot (a limit).", steady=True),
+    Metric("body_budget_bytes", "gauge", "Bytes of request bodies that may be held at once (a limit).", steady=True),
+)
+# Every series with a closed label set exists from the start: a rate() over it is never empty.
+PRESET_SERIES = {
+    "request_duration_seconds": [{"route": route} for route in ROUTES],
+    "stage_duration_seconds": [{"stage": stage} for stage in STAGES],
+    "admission_rejections": [{"reason": reason} for reason in REJECTIONS],
+}
+
+
+class Instruments(Protocol):
+    """A metrics library, by the table: prometheus_client here, Ray's metrics on Ray Serve (cluster/metrics)."""
+
+    def add(self, metric: Metric, labels: Mapping[str, str], value: float) -> None: ...
+
+    def observe(self, metric: Metric, labels: Mapping[str, str], value: float) -> None: ...
+
+    def set(self, metric: Metric, labels: Mapping[str, str], value: float) -> None: ...
+
+
+class Recorder:
+    """What the serving code reports, written once into the table's metrics over any `Instruments`."""
+
+    def __init__(self, instruments: Instruments) -> None:
+        self._instruments = instruments
+        self._instruments.set(METRICS["model_ready"], {}, 0)
 
     def request(self, route: str, status: int, outcome: str, seconds: float, body_bytes: int) -> None:
         route = route if route in ROUTES else "other"
-        self.requests.labels(route, str(status), outcome if outcome in OUTCOMES else "internal").inc()
-        self.duration.labels(route).observe(seconds)
+        outcome = outcome if outcome in OUTCOMES else "internal"
+        self._instruments.add(METRICS["requests"], {"route": route, "status": str(status), "outcome": outcome}, 1)
+        self._instruments.observe(METRICS["request_duration_seconds"], {"route": route}, seconds)
         if route == "predict" and body_bytes:
-            self.body.observe(body_bytes)
+            self._instruments.observe(METRICS["request_body_bytes"], {}, body_bytes)
 
     def stages(self, seconds: Mapping[str, float]) -> None:
         for stage, value in seconds.items():
             if stage in STAGES:
-                self.stage.labels(stage).observe(value)
+                self._instruments.observe(METRICS["stage_duration_seconds"], {"stage": stage}, value)
 
     def encoder_batch(self, images: int) -> None:
-        self.batch.observe(images)
+        self._instruments.observe(METRICS["encoder_batch_images"], {}, images)
 
     def admission(self, running: int, waiting: int) -> None:
-        self.running.set(running)
-        self.waiting.set(waiting)
+        self._instruments.set(METRICS["inflight_requests"], {}, running)
+        self._instruments.set(METRICS["queued_requests"], {}, waiting)
 
     def rejected(self, reason: str) -> None:
         if reason in REJECTIONS:
-            self.rejections.labels(reason).inc()
+            self._instruments.add(METRICS["admission_rejections"], {"reason": reason}, 1)
 
     def bodies_in_flight(self, count: int, total_bytes: int) -> None:
-        self.bodies.set(count)
-        self.body_bytes.set(total_bytes)
+        self._instruments.set(METRICS["bodies_in_flight"], {}, count)
+        self._instruments.set(METRICS["body_bytes_in_flight"], {}, total_bytes)
 
     def model(self, info: Mapping[str, str], ready: bool, load_seconds: float, self_test_seconds: float) -> None:
         if ready:
-            self.info.labels(*(str(info.get(label, "")) for label in MODEL_LABELS)).set(1)
-        self.ready.set(1 if ready else 0)
-        self.load_seconds.set(load_seconds)
-        self.self_test_seconds.set(self_test_seconds)
+            self._instruments.set(METRICS["model_info"], {label: str(info.get(label, "")) for label in MODEL_LABELS}, 1)
+        self._instruments.set(METRICS["model_ready"], {}, 1 if ready else 0)
+        self._instruments.set(METRICS["model_load_seconds"], {}, load_seconds)
+        self._instruments.set(METRICS["model_self_test_seconds"], {}, self_test_seconds)
 
     def limits(self, limits: Limits) -> None:
-        self.limit["max_inflight_requests"].set(limits.max_running)
-        self.limit["max_queued_requests"].set(limits.max_waiting)
-        self.limit["body_budget_bytes"].set(limits.body_budget_bytes)
+        self._instruments.set(METRICS["max_inflight_requests"], {}, limits.max_running)
+        self._instruments.set(METRICS["max_queued_requests"], {}, limits.max_waiting)
+        self._instruments.set(METRICS["body_budget_bytes"], {}, limits.body_budget_bytes)
+
+
+class _Dropped:
+    def add(self, metric: Metric, labels: Mapping[str, str], value: float) -> None:
+        pass
+
+    def observe(self, metric: Metric, labels: Mapping[str, str], value: float) -> None:
+        pass
+
+    def set(self, metric: Metric, labels: Mapping[str, str], value: float) -> None:
+        pass
+
+
+class NoRecorder(Recorder):
+    """Metrics off (VREYESAM_METRICS_PORT=0): every report is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(_Dropped())
+
+
+class _PrometheusInstruments:
+    """The table as prometheus_client metrics in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._metrics: dict[str, Any] = {}
+        for metric in METRICS.values():
+            name, labels = f"{PREFIX}_{metric.name}", list(metric.labels)
+            if metric.kind == "counter":
+                made: Any = Counter(name, metric.help, labels, registry=registry)
+            elif metric.kind == "histogram":
+                made = Histogram(name, metric.help, labels, buckets=metric.buckets, registry=registry)
+            else:
+                made = Gauge(name, metric.help, labels, registry=registry, multiprocess_mode=metric.combine)
+            self._metrics[metric.name] = made
+        for name, series in PRESET_SERIES.items():
+            for labels in series:
+                self._metrics[name].labels(**labels)
+
+    def _series(self, metric: Metric, labels: Mapping[str, str]) -> Any:
+        made = self._metrics[metric.name]
+        return made.labels(**labels) if metric.labels else made
+
+    def add(self, metric: Metric, labels: Mapping[str, str], value: float) -> None:
+        self._series(metric, labels).inc(value)
+
+    def observe(self, metric: Metric, labels: Mapping[str, str], value: float) -> None:
+        self._series(metric, labels).observe(value)
+
+    def set(self, metric: Metric, labels: Mapping[str, str], value: float) -> None:
+        self._series(metric, labels).set(value)
+
+
+class PrometheusRecorder(Recorder):
+    """The figures in `registry`: a process's own (`process_recorder`), or a test's."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(_PrometheusInstruments(registry))
 
 
 _process_recorder: PrometheusRecorder | None = None
@@ -229,34 +275,6 @@ def process_recorder() -> PrometheusRecorder:
     if _process_recorder is None:
         _process_recorder = PrometheusRecorder(DEFAULT_REGISTRY)
     return _process_recorder
-
-
-class NoRecorder:
-    """Metrics off (VREYESAM_METRICS_PORT=0): every report is dropped."""
-
-    def request(self, route: str, status: int, outcome: str, seconds: float, body_bytes: int) -> None:
-        pass
-
-    def stages(self, seconds: Mapping[str, float]) -> None:
-        pass
-
-    def encoder_batch(self, images: int) -> None:
-        pass
-
-    def admission(self, running: int, waiting: int) -> None:
-        pass
-
-    def rejected(self, reason: str) -> None:
-        pass
-
-    def bodies_in_flight(self, count: int, total_bytes: int) -> None:
-        pass
-
-    def model(self, info: Mapping[str, str], ready: bool, load_seconds: float, self_test_seconds: float) -> None:
-        pass
-
-    def limits(self, limits: Limits) -> None:
-        pass
 
 
 def multiprocess_directory() -> str | None:

@@ -240,3 +240,17 @@ def _kept(ours: object, decoded: object) -> bool:
     if isinstance(ours, list):
         return isinstance(decoded, list) and len(ours) == len(decoded) and all(map(_kept, ours, decoded))
     return ours == decoded
+
+
+def test_every_metric_of_the_table_is_exported_with_its_help() -> None:
+    """One declaration per metric (telemetry.metrics.METRICS): the Prometheus recorder builds all of them, with
+    the table's help text (the Ray recorder builds the same table: tests/runtime/cluster)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from vreyesam.runtime.telemetry.metrics import METRICS, PREFIX, PrometheusRecorder
+
+    registry = CollectorRegistry()
+    PrometheusRecorder(registry)
+    exposition = generate_latest(registry).decode()
+    for metric in METRICS.values():
+        assert f"# HELP {PREFIX}_{metric.name} {metric.help}" in exposition.replace("_total ", " "), metric.name
