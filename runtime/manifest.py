@@ -56,15 +56,9 @@ ENCODER_OUTPUTS = (
     "upscale_skip_0",
     "upscale_skip_1",
 )
-# In the decoder graph's input order (its forward signature), which the export names positionally.
-DECODER_IMAGE_INPUTS = (
-    "image_tokens",
-    "token_to_image_keys",
-    "token_to_image_values",
-    "image_to_token_queries",
-    "upscale_skip_0",
-    "upscale_skip_1",
-)
+# The decoder graph's image inputs, in its input order (its forward signature, which the export names
+# positionally): every encoder output but the three raw feature maps.
+DECODER_IMAGE_INPUTS = ENCODER_OUTPUTS[3:]
 # The decoder's prompts and outputs: Nx1x2 float32 points (x, y) in the model frame, Nx1 int32 labels (1 =
 # foreground), then the first multimask output's Nx256x256 logits and its N scores.
 DECODER_POINTS = "point_coords"

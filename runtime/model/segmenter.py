@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -318,34 +318,30 @@ class Segmenter:
         )
 
 
+def rebuilt(segmenter: Segmenter, **changes: Any) -> Segmenter:
+    """The same segmenter (its graphs shared) with some of its constructor's arguments changed."""
+    arguments: dict[str, Any] = {
+        "manifest": segmenter.manifest,
+        "preprocess": segmenter.preprocess,
+        "encoder": segmenter.encoder,
+        "decoder": segmenter.decoder,
+        "procedure": segmenter.procedure,
+        "decoder_batch": segmenter.decoder_batch,
+        "encoder_batch": segmenter.encoder_batch,
+        "precision": segmenter.precision,
+        "refused": segmenter.refused,
+        "capture": segmenter.capture,
+        "capture_refused": segmenter.capture_refused,
+    }
+    return Segmenter(**{**arguments, **changes})
+
+
 def replace_encoder(segmenter: Segmenter, fp32_encoder: Graph, refused: Mapping[str, str] | None = None) -> Segmenter:
     """The same segmenter with the fp32 encoder: the device gate's reference, and what serves when a variant's
-    encoder failed there (`refused` says which and why)."""
-    return Segmenter(
-        manifest=segmenter.manifest,
-        preprocess=segmenter.preprocess,
-        encoder=fp32_encoder,
-        decoder=segmenter.decoder,
-        procedure=segmenter.procedure,
-        decoder_batch=segmenter.decoder_batch,
-        encoder_batch=segmenter.encoder_batch,
-        precision="fp32",
-        refused=refused,
-    )
+    encoder failed there (`refused` says which and why). Without captured networks: they hold the variant's."""
+    return rebuilt(segmenter, encoder=fp32_encoder, precision="fp32", refused=refused, capture=None)
 
 
 def with_capture(segmenter: Segmenter, capture: Capture | None, refused: str | None = None) -> Segmenter:
     """The same segmenter with (or, for None, without, and why) captured networks for lone images."""
-    return Segmenter(
-        manifest=segmenter.manifest,
-        preprocess=segmenter.preprocess,
-        encoder=segmenter.encoder,
-        decoder=segmenter.decoder,
-        procedure=segmenter.procedure,
-        decoder_batch=segmenter.decoder_batch,
-        encoder_batch=segmenter.encoder_batch,
-        precision=segmenter.precision,
-        refused=segmenter.refused,
-        capture=capture,
-        capture_refused=refused,
-    )
+    return rebuilt(segmenter, capture=capture, capture_refused=refused)

@@ -19,7 +19,7 @@ from vreyesam.runtime.engines.onnxruntime_graph import OnnxRuntimeGraph, Session
 from vreyesam.runtime.engines.shaped import ShapedGraph, leading_size
 from vreyesam.runtime.manifest import DECODER, DECODER_PROMPT_AXIS, ENCODER
 from vreyesam.runtime.model.agreement import relative_error
-from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter
+from vreyesam.runtime.model.segmenter import PredictOptions, Segmenter, rebuilt
 from vreyesam.runtime.tools.synth import generate
 
 CPU = ["CPUExecutionProvider"]
@@ -103,14 +103,7 @@ def test_the_served_pipeline_equals_the_general_sessions(
     """The loaded model (encoder fixed to one image, decoder to one prompt per call) against the same
     pipeline on general sessions: equal masks, logits within float32 rounding."""
     assert segmenter.encoder.fixed_sizes == (1,) and segmenter.decoder.fixed_sizes == (1,)
-    reference = Segmenter(
-        manifest=segmenter.manifest,
-        preprocess=segmenter.preprocess,
-        encoder=general[ENCODER],
-        decoder=general[DECODER],
-        procedure=segmenter.procedure,
-        decoder_batch=segmenter.decoder_batch,
-    )
+    reference = rebuilt(segmenter, encoder=general[ENCODER], decoder=general[DECODER])
     _, eye, _ = generate(seed=9, n=1, width=400, height=300)[0]
     options = PredictOptions(points=6)
     got, expected = segmenter.predict(eye, options), reference.predict(eye, options)

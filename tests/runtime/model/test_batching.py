@@ -34,7 +34,7 @@ from vreyesam.runtime.model import preprocess
 from vreyesam.runtime.model.agreement import relative_error
 from vreyesam.runtime.model.batching import BatchPolicy
 from vreyesam.runtime.model.procedure import PromptOutsideImage
-from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter
+from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter, rebuilt
 from vreyesam.runtime.tools.synth import generate
 
 NEVER_MS = 60_000.0  # a window no test waits out: a batch closes when it is full
@@ -57,15 +57,7 @@ def any_batch_encoder(encoder_bytes: bytes) -> Graph:
 
 def batched(segmenter: Segmenter, policy: BatchPolicy, encoder: Any) -> Segmenter:
     """The session's fp32 CPU model with this encoder and encoder batching (its other graphs shared)."""
-    return Segmenter(
-        manifest=segmenter.manifest,
-        preprocess=segmenter.preprocess,
-        encoder=encoder,
-        decoder=segmenter.decoder,
-        procedure=segmenter.procedure,
-        decoder_batch=segmenter.decoder_batch,
-        encoder_batch=policy,
-    )
+    return rebuilt(segmenter, encoder=encoder, encoder_batch=policy)
 
 
 @pytest.fixture(scope="module")
