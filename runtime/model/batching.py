@@ -7,10 +7,14 @@ outputs (`Rows` views: no copies). The rows of a batch are computed independentl
 image's features in a batch equal its features alone (bit for bit on the CPU provider; tested).
 
 No thread of its own: the first seated image that finds its batch due runs it, and the others wait for it.
+A batch is `open` (taking seats), `closed` (full, or its window passed: no more seats), `running` (one of its
+images runs the encoder) and `done`. If the encoder run fails, each of its images gets an error of its own
+(`BatchRunFailed`, caused by the engine's), raised in its own thread.
 """
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from dataclasses import dataclass
@@ -38,18 +42,29 @@ class BatchPolicy:
 UNBATCHED = BatchPolicy()
 
 
+class BatchRunFailed(RuntimeError):
+    """The encoder run of the image's batch failed (its cause is the engine's error); every image of the batch
+    gets one of its own."""
+
+
+class BatchState(enum.Enum):
+    OPEN = "open"  # taking seats
+    CLOSED = "closed"  # full, or its window passed: it runs once every seated row is settled
+    RUNNING = "running"  # one of its images runs the encoder
+    DONE = "done"  # outputs (or the failure) are there to read
+
+
 class _Batch:
     def __init__(self, inputs: Value, capacity: int, deadline: float) -> None:
         self.inputs = inputs  # capacity x C x S x S, rows written by the seated images' preprocessing
         self.capacity = capacity
         self.deadline = deadline
+        self.state = BatchState.OPEN
         self.seated = 0
         self.settled = 0  # seats whose preprocessing has ended (row written, or given up)
-        self.closed = False
-        self.running = False
-        self.done = False
         self.outputs: dict[str, Value] = {}
-        self.error: BaseException | None = None
+        self.failure: str | None = None  # what the failed run's engine said
+        self.cause: BaseException | None = None
         self.ran = (0.0, 0.0)  # perf_counter at the start and the end of its encoder run
 
 
@@ -111,29 +126,30 @@ class EncoderBatches:
         waiting_since = time.perf_counter()
         with self._changed:
             while not self._mine_to_run(batch):
-                if batch.done:
+                if batch.state is BatchState.DONE:
                     break
-                self._changed.wait(None if batch.closed else max(0.0, batch.deadline - time.monotonic()))
-        if not batch.done:
+                open_for = max(0.0, batch.deadline - time.monotonic())
+                self._changed.wait(open_for if batch.state is BatchState.OPEN else None)
+        if batch.state is not BatchState.DONE:
             self._run(batch)
         # The part of the shared run this image waited through is its engine time (`host` stays host work).
         started, ended = batch.ran
         clock.add_engine_time(max(0.0, ended - max(started, waiting_since)) * 1000.0)
-        if batch.error is not None:
-            raise batch.error
+        if batch.failure is not None:
+            raise BatchRunFailed(f"the encoder run of this image's batch failed: {batch.failure}") from batch.cause
         return {name: rows_of(value, seat.row) for name, value in batch.outputs.items()}
 
     def _close(self, batch: _Batch) -> None:
-        batch.closed = True
+        batch.state = BatchState.CLOSED
         if self._open is batch:
             self._open = None
 
     def _mine_to_run(self, batch: _Batch) -> bool:
         """Under the lock: whether the caller is to run `batch` now (it is due, whole, and nobody runs it)."""
-        if not batch.closed and time.monotonic() >= batch.deadline:
+        if batch.state is BatchState.OPEN and time.monotonic() >= batch.deadline:
             self._close(batch)
-        if batch.closed and not batch.running and not batch.done and batch.settled == batch.seated:
-            batch.running = True
+        if batch.state is BatchState.CLOSED and batch.settled == batch.seated:
+            batch.state = BatchState.RUNNING
             return True
         return False
 
@@ -141,14 +157,18 @@ class EncoderBatches:
         started = time.perf_counter()
         try:
             batch.outputs = self._encoder.run({ENCODER_INPUT: self._encoder_input(batch)})
-        except BaseException as exc:  # every seated image is told, then the runner's own caller
-            batch.error = exc
-        batch.ran = (started, time.perf_counter())
-        with self._changed:
-            batch.done = True
-            self.runs += 1
-            self.images += batch.seated
-            self._changed.notify_all()
+        except Exception as exc:  # each seated image raises an error of its own (`features`)
+            batch.failure, batch.cause = str(exc) or type(exc).__name__, exc
+        except BaseException as exc:  # the runner's thread is ending: the others are told, it goes on ending
+            batch.failure, batch.cause = type(exc).__name__, exc
+            raise
+        finally:
+            batch.ran = (started, time.perf_counter())
+            with self._changed:
+                batch.state = BatchState.DONE
+                self.runs += 1
+                self.images += batch.seated
+                self._changed.notify_all()
 
     def _encoder_input(self, batch: _Batch) -> Value:
         filled = Rows(batch.inputs, 0, batch.seated)

@@ -32,7 +32,7 @@ from vreyesam.runtime.manifest import (
 )
 from vreyesam.runtime.model import preprocess
 from vreyesam.runtime.model.agreement import relative_error
-from vreyesam.runtime.model.batching import BatchPolicy
+from vreyesam.runtime.model.batching import BatchPolicy, BatchRunFailed
 from vreyesam.runtime.model.procedure import PromptOutsideImage
 from vreyesam.runtime.model.segmenter import Prediction, PredictOptions, Segmenter, rebuilt
 from vreyesam.runtime.tools.synth import generate
@@ -147,9 +147,13 @@ def test_a_failed_batch_fails_every_image_in_it_and_the_next_batch_runs(
     encoder.broken.set()
     with ThreadPoolExecutor(2) as pool:
         failed = [pool.submit(model.predict, eye, OPTIONS) for eye in eyes[:2]]
+        errors = []
         for future in failed:
-            with pytest.raises(RuntimeError, match="the engine failed"):
+            with pytest.raises(BatchRunFailed, match="batch failed: the engine failed") as raised:
                 future.result()
+            assert isinstance(raised.value.__cause__, RuntimeError)  # the engine's own error is its cause
+            errors.append(raised.value)
+    assert errors[0] is not errors[1]  # each image raises its own error, in its own thread
     encoder.broken.clear()
     with ThreadPoolExecutor(2) as pool:
         again = list(pool.map(lambda eye: model.predict(eye, OPTIONS), eyes[:2]))
