@@ -30,10 +30,9 @@ from vreyesam.runtime.engines.graph import DeviceUnavailable, Rows, Value, host_
 @dataclass(frozen=True)
 class SessionConfig:
     intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
-    # The CPU arena tripled peak RSS for ~15% speed in measurements here; off by default.
+    # Off: the CPU arena bought a little speed for a much higher peak RSS (docs/performance.md, "Engine settings").
     cpu_memory_arena: bool = False
-    # Idle intra-op threads spinning for work stole the CPU from the next stage (OpenVINO's encoder, the
-    # host-side ensemble): with spinning off the ensemble took 26 ms instead of ~200 ms on 2 cores.
+    # Off: idle intra-op threads spinning for work stole the CPU from the next stage (same section).
     spin_wait: bool = False
     # Free dimensions fixed to these sizes, e.g. (("prompts", 30),): the shape arithmetic folds at load.
     fixed_dims: tuple[tuple[str, int], ...] = ()
@@ -41,9 +40,8 @@ class SessionConfig:
     cuda_graph: bool = False
 
 
-# onnxruntime graph rewrites that made these graphs slower on the CPU provider (docs/performance.md: with
-# fixed shapes, the Add + LayerNormalization pairs of the decoder fused into SkipLayerNormalization cost the
-# decoder 14%).
+# onnxruntime graph rewrites that made these graphs slower on the CPU provider (docs/performance.md, "Engine
+# settings": with fixed shapes, the decoder's Add + LayerNormalization pairs fused into SkipLayerNormalization).
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
@@ -93,7 +91,7 @@ class OnnxRuntimeGraph:
         self.fixed_dims = dict(config.fixed_dims)
         self._captured = config.cuda_graph
         # Runs of one session on a GPU take turns. Concurrent runs of one CUDA session share its memory
-        # arena and compete for the device; 8 callers at once ran at a quarter of one caller's images/s
+        # arena and compete for the device; 8 callers at once were much slower in total than one
         # (docs/performance.md). Taking turns bounds every caller count at one caller's rate, while
         # different sessions (one image's encoder, another's decoder) still run side by side. A captured
         # graph must take turns anyway: its replays share one set of buffers. CPU runs share the cores well.

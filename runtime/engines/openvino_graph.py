@@ -56,8 +56,8 @@ class OpenVinoGraph:
         self._names = [output.get_any_name() for output in graph.outputs]
         self._compiled = core.compile_model(graph, "CPU", config)
         self._outputs = list(self._compiled.outputs)
-        # Idle infer requests. A request holds its own intermediate buffers (~440 MB for the encoder) and
-        # is not re-entrant, so there are as many as calls ever ran at once: one per thread instead would
+        # Idle infer requests. A request holds its own intermediate buffers (hundreds of MB for the encoder)
+        # and is not re-entrant, so there are as many as calls ever ran at once: one per thread instead would
         # grow with every worker thread the server happens to use.
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._created = 0

@@ -60,7 +60,7 @@ class LoadOptions:
     device: Device = "auto"
     precision: PrecisionRequest = "auto"
     intra_op_threads: int = 0
-    # Prompts per decoder call; 0 = by provider: 1 on CPU (measured faster), all prompts at once on GPU.
+    # Prompts per decoder call; 0 = by provider: 1 on CPU (faster there: docs/performance.md), all on a GPU.
     decoder_batch: int = 0
     encoder_batch: BatchPolicy = UNBATCHED  # images per encoder run (default: one at a time)
     cuda_graphs: bool = False  # replay a lone image's networks from CUDA graphs (CUDA provider, unbatched)

@@ -238,8 +238,8 @@ class Segmenter:
         if len(starts) == 1:
             only = self._decode_chunk(image_side, model_points, clock)
             return Decoded(only[DECODER_LOGITS], self.decoder.to_host(only[DECODER_SCORES]))
-        # Each chunk is copied to the host as soon as it is made: an output value onnxruntime allocated was
-        # measured to keep ~12-18 MB of its run alive, so 30 held chunks held ~0.55 GB more at the peak.
+        # Each chunk is copied to the host as soon as it is made: an output value onnxruntime allocated keeps
+        # its run's memory alive, and 30 held chunks raised the peak (docs/performance.md, "Engine settings").
         logits, scores = [], []
         for start in starts:
             output = self._decode_chunk(image_side, model_points[start : start + self.decoder_batch], clock)
