@@ -25,9 +25,11 @@ BUDGET = 32 * MiB
 DEADLINE_S = 4.0
 FLOOD = 200
 DECLARED = 9 * MiB
-# What three predictions and the answers in flight may add to the RSS besides the bodies (+168 MiB was
-# measured with the flood, 32 MiB of it the budget; before the budget, 64 such uploads added 600 MB).
-PREDICTION_ALLOWANCE = 256 * MiB
+# What the flood may add to the RSS beside the bodies it holds (the budget), over the same predictions without
+# it: 200 connections' buffers and the allocator's fragmentation, interleaved with the predictions' (3 to 154
+# MiB measured, docs/reliability.md). Unbounded, the 200 declared bodies would be 1.8 GB; before the budget
+# existed, 64 such uploads added 600 MB.
+FLOOD_ALLOWANCE = 224 * MiB
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +119,22 @@ def _predictions_during(server: ServerProcess, count: int) -> tuple[list[threadi
     return threads, answers
 
 
+def _peak_growth_of_predictions(server: ServerProcess, count: int) -> int:
+    """How much `count` predictions at once raise the server's RSS at their peak, with nothing else going on:
+    the control the flood is measured against (a prediction's working set depends on the variant served: an
+    fp32 CPU pipeline holds more than a bf16 one)."""
+    before = server.rss_bytes("VmRSS") or 0
+    with RssWatch(server) as watch:
+        threads, answers = _predictions_during(server, count)
+        for thread in threads:
+            thread.join()
+    assert [answer.status_code for answer in answers] == [200] * count
+    return watch.peak - before
+
+
 def test_an_upload_flood_stays_within_the_body_budget(guarded: ServerProcess) -> None:
     port = int(guarded.base_url.rsplit(":", 1)[1])
+    control = _peak_growth_of_predictions(guarded, 3)
     before = guarded.rss_bytes("VmRSS") or 0
     results: list[tuple[int | None, float]] = []
 
@@ -140,8 +156,12 @@ def test_an_upload_flood_stays_within_the_body_budget(guarded: ServerProcess) ->
     assert 1 <= len(held) <= BUDGET // DECLARED and len(refused) == FLOOD - len(held)
     assert refused.count(503) > FLOOD // 2
     assert max(held) < DEADLINE_S + 10  # closed by the deadline, not by the client
-    print(f"upload flood: RSS {before / MiB:.0f} MiB before, {watch.peak / MiB:.0f} MiB at its peak")  # docs' figure
-    assert watch.peak - before < BUDGET + PREDICTION_ALLOWANCE, (before, watch.peak)
+    flood = watch.peak - before
+    print(  # the docs' figure
+        f"upload flood: RSS {before / MiB:.0f} MiB before, +{flood / MiB:.0f} MiB at its peak with the flood, "
+        f"+{control / MiB:.0f} MiB for the same predictions alone"
+    )
+    assert flood - control < BUDGET + FLOOD_ALLOWANCE, (control, flood)
     assert len(answers) == 3
     for answer in answers:  # nothing accepted is lost; what is refused says when to come back
         assert answer.status_code in (200, 503), answer.text
