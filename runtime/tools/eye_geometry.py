@@ -116,6 +116,31 @@ def open_eyelids(params: EyeParams, margin: float = 4.0) -> EyeParams:
     return replace(params, corners=corners, upper_lid=(cx, cy - 2 * reach), lower_lid=(cx, cy + 2 * reach))
 
 
+def with_openness(params: EyeParams, openness: float) -> EyeParams:
+    """The same eye with its lids brought towards the line between the corners: 1 leaves them where they are,
+    0 closes the eye (each lid's Bezier control point moves to the corners' midpoint by this factor)."""
+    (x0, y0), (x1, y1) = params.corners
+    mid = ((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def towards(control: Point) -> Point:
+        return (mid[0] + openness * (control[0] - mid[0]), mid[1] + openness * (control[1] - mid[1]))
+
+    return replace(params, upper_lid=towards(params.upper_lid), lower_lid=towards(params.lower_lid))
+
+
+def true_visible_fraction(params: EyeParams, band_deg: float = 90.0) -> float:
+    """The share of the iris annulus (iris minus pupil) the eye's opening shows, within `band_deg` of the
+    horizontal axis through the iris centre: the generator's own truth, from its own shapes."""
+    shape = (params.height, params.width)
+    annulus = fill_ellipse(shape, params.iris) & ~fill_ellipse(shape, params.pupil)
+    if band_deg < 90.0:
+        rows, columns = np.mgrid[0 : params.height, 0 : params.width]
+        dy, dx = rows - params.iris.center[1], columns - params.iris.center[0]
+        annulus &= np.abs(dy) <= np.abs(dx) * math.tan(math.radians(band_deg))
+    visible = annulus & fill_polygon(shape, eye_opening(params))
+    return float(visible.sum()) / max(int(annulus.sum()), 1)
+
+
 def to_fixed(points: np.ndarray) -> np.ndarray:
     """Float pixel coordinates (... x 2) as cv2 fixed-point int32 for drawing with shift=SHIFT."""
     return np.round(np.asarray(points) * ONE).astype(np.int32)
