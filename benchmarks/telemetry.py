@@ -23,9 +23,9 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from tests.server_harness import free_port, ready_server, smoke_png
-from vreyesam.runtime.model.segment import STAGES
 from vreyesam.runtime.telemetry.metrics import PrometheusRecorder
 from vreyesam.runtime.telemetry.tracing import Tracing
+from vreyesam.runtime.vocabulary import STAGES
 
 
 class _Sink(BaseHTTPRequestHandler):

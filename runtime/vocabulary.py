@@ -34,6 +34,13 @@ OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
 MapName = Literal["binary", "probability", "uncertainty"]
 MAP_NAMES: tuple[MapName, ...] = get_args(MapName)
 
+# The stages one segmentation is timed by, in the order they run (model.segment), and the HTTP edge's wait for
+# an admission slot before them: the timings' keys, the metrics' stage label and the trace's child spans.
+Stage = Literal["decode", "preprocess", "encoder", "decoder", "procedure", "render"]
+STAGES: tuple[Stage, ...] = get_args(Stage)
+QUEUE_STAGE = "queue"
+SERVED_STAGES = (QUEUE_STAGE, *STAGES)
+
 # Image files the tools pick from a folder (the bytes decide the format, never the suffix).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 

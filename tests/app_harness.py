@@ -32,9 +32,10 @@ from vreyesam.runtime.http.app import SegmenterLoader, create_app
 from vreyesam.runtime.http.edge import EdgeState, SegmentFunction
 from vreyesam.runtime.media import render
 from vreyesam.runtime.model.procedure import MaskStatistics
-from vreyesam.runtime.model.segment import STAGES, Segmentation, SegmentRequest, segment
+from vreyesam.runtime.model.segment import Segmentation, SegmentRequest, segment
 from vreyesam.runtime.model.segmenter import Parameters, Segmenter
 from vreyesam.runtime.settings import DecodeLimits, Settings
+from vreyesam.runtime.vocabulary import STAGES
 
 DEADLINE_S = 120.0  # the longest any awaited event may take before the test fails
 

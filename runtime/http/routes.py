@@ -23,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from vreyesam.runtime.http.edge import edge_of, exchange_of
 from vreyesam.runtime.http.errors import ApiError
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest
-from vreyesam.runtime.model.segment import PROMPTS_BOUND, STAGES, Segmentation, SegmentRequest, model_identity
+from vreyesam.runtime.model.segment import PROMPTS_BOUND, Segmentation, SegmentRequest, model_identity
 from vreyesam.runtime.telemetry.tracing import now_ns
-from vreyesam.runtime.vocabulary import OUTPUT_KINDS, OutputKind
+from vreyesam.runtime.vocabulary import OUTPUT_KINDS, QUEUE_STAGE, SERVED_STAGES, OutputKind
 
 # A multipart body holds one file field `image` and nothing else of size: no room for a form bomb.
 MULTIPART_LIMITS = {"max_files": 1, "max_fields": 4, "max_part_size": 1024}
@@ -145,13 +145,13 @@ async def predict(
     async with edge.admission.slot() as waited_s:
         result = await run_in_threadpool(edge.segment, segmenter, data, wanted, edge.settings.decode_limits)
     timings = {
-        "queue": round(waited_s * 1000.0, 3),
+        QUEUE_STAGE: round(waited_s * 1000.0, 3),
         **result.timings_ms,
         "request": round((time.perf_counter() - started) * 1000.0, 3),
     }
     exchange = exchange_of(request)  # for the access log line and the metrics
     exchange.timings_ms, exchange.encoder_batch_images = timings, result.encoder_batch_images
-    stages = [(stage, timings[stage]) for stage in ("queue", *STAGES)]
+    stages = [(stage, timings[stage]) for stage in SERVED_STAGES]
     edge.tracing.stages(exchange.span, queued_ns, stages)
     if wants_png:
         return Response(result.pngs[kinds[0]], media_type="image/png")

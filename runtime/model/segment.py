@@ -29,11 +29,6 @@ from vreyesam.runtime.model.segmenter import Parameters, PredictOptions, Segment
 from vreyesam.runtime.settings import DecodeLimits
 from vreyesam.runtime.vocabulary import OutputKind, map_of
 
-# Every stage a segmentation is timed by, in the order they run (the keys of `Segmentation.timings_ms`,
-# beside `total` and `host`).
-STAGES = ("decode", "preprocess", "encoder", "decoder", "procedure", "render")
-
-
 MAX_SEED = 2**63 - 1  # the prompt sampler's seed: numpy's default_rng takes any non-negative integer
 PROMPTS_BOUND = f"parameter 'prompts' must be 1 to {MAX_POINTS} 'x,y' pairs separated by ';'"
 
@@ -79,7 +74,7 @@ class Segmentation:
     height: int
     parameters: Parameters
     statistics: MaskStatistics
-    timings_ms: dict[str, float]  # STAGES, then `total` (their sum) and `host` (outside engine runs)
+    timings_ms: dict[str, float]  # vocabulary.STAGES, then `total` (their sum) and `host` (outside engine runs)
     encoder_batch_images: int = 1  # images in the encoder run this image was in (1: alone)
     pngs: dict[OutputKind, bytes] = field(default_factory=dict)
     mask_rle: dict[str, Any] | None = None

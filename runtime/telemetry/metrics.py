@@ -35,6 +35,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from vreyesam.runtime.vocabulary import SERVED_STAGES
+
 PREFIX = "vreyesam"
 # The outcome of a request: a closed set (the error codes map onto it in http/errors.py).
 OUTCOMES = (
@@ -53,8 +55,7 @@ OUTCOMES = (
     "internal",
 )
 ROUTES = ("predict", "readyz", "healthz", "page", "other")
-# Stages of one prediction as timed (model.segment.STAGES) plus the wait for an admission slot.
-STAGES = ("queue", "decode", "preprocess", "encoder", "decoder", "procedure", "render")
+STAGES = SERVED_STAGES  # the stage label's values (vocabulary: the prediction's stages and the queue)
 REJECTIONS = ("queue_full", "queue_timeout", "body_budget", "body_timeout", "header_timeout")
 # From 1 ms (a GPU's stage) to 2 min (a 2-core CPU's queue): every deployment's latencies fall inside.
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)

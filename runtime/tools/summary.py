@@ -6,8 +6,9 @@ import csv
 import io
 from pathlib import Path
 
-from vreyesam.runtime.model.segment import STAGES, Segmentation
+from vreyesam.runtime.model.segment import Segmentation
 from vreyesam.runtime.tools.inputs import InputFile, UsageError
+from vreyesam.runtime.vocabulary import STAGES
 
 SUMMARY_NAME = "summary.csv"
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"

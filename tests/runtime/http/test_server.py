@@ -25,10 +25,11 @@ from tests.app_harness import canned_segmentation, loader_of, running_app
 from tests.reliability.http_checks import assert_clean_error
 from tests.server_harness import SHARED_SERVER_LIMITS
 from vreyesam.runtime.media import render
-from vreyesam.runtime.model.segment import STAGES, Segmentation, SegmentRequest
+from vreyesam.runtime.model.segment import Segmentation, SegmentRequest
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, load_settings
 from vreyesam.runtime.tools import synth
+from vreyesam.runtime.vocabulary import STAGES
 
 SETTINGS = load_settings(SHARED_SERVER_LIMITS)
 MAX_BODY = SETTINGS.max_body_bytes

@@ -14,13 +14,14 @@ import pytest
 
 from tests.server_harness import ServerProcess, ready_server, smoke_png
 from vreyesam.runtime.settings import load_settings
+from vreyesam.runtime.vocabulary import SERVED_STAGES
 
 pytest.importorskip("opentelemetry.sdk")
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
-STAGES = ["queue", "decode", "preprocess", "encoder", "decoder", "procedure", "render"]
+STAGES = list(SERVED_STAGES)
 
 
 class Receiver:
