@@ -20,6 +20,9 @@ From the fits: `diameter_px` (the limbus' major axis), `offgaze_score` (the ecce
 the pupil where rounder: open-iris' measure), `orientation_deg` (the mask's principal axis, from its moments),
 and the visible fractions of the annulus between the fitted pupil and limbus: `occlusion90` (all of it) and
 `occlusion30` (within 30 degrees of the image's horizontal axis, on both sides), as open-iris names them.
+What is not an iris gets no fit: specks (parts under 1% of the largest) are left out of it; more than 8
+parts beside them, or parts with a ragged edge, are noise; a fit wider than the image, centred outside it or
+flatter than a 72-degree gaze is no limbus.
 What a mask cannot tell: the eyelids and the pupil are inferred from where the iris ends, not segmented; a
 pupil not open in the mask (no hole) is not found; a limbus visible nowhere on its sides is not fitted.
 """
@@ -27,7 +30,7 @@ pupil not open in the mask (no hole) is not found; a limbus visible nowhere on i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +42,18 @@ RANSAC_ROUNDS = 40
 MIN_COVERAGE = 0.6  # share of 10-degree sectors around the centre the kept points must reach for a free fit
 BAND_DEG = 30.0  # occlusion30's band either side of the horizontal axis
 MIN_POINTS = 6
+# Parts of the mask smaller than this share of its largest part are specks, not iris: their outlines are left
+# out of the fit (a nearly closed eye's two halves are each far larger). More parts than MAX_PARTS beside them
+# is no iris at all (noise): no fit. Both bound the work on a noisy mask.
+MIN_PART_SHARE = 0.01
+MAX_PARTS = 8
+# An ellipse inside the image has a perimeter under pi/2 times its height plus width, and so has a pupil inside
+# it: edge pixels of more than 6 times that sum (a ragged part, per-pixel noise) are no iris either; they are
+# counted before the outlines are traced, which costs most on noise.
+MAX_EDGE_PER_SIDE = 6
+# A limbus is a circle seen off-axis: its axis ratio is the cosine of the gaze angle. Flatter than this (a gaze
+# beyond about 72 degrees, where the iris is hardly visible at all) is a fit to something else, a lid line.
+MIN_AXIS_RATIO = 0.3
 
 
 @dataclass(frozen=True)
@@ -82,34 +97,48 @@ CvEllipse = tuple[tuple[float, float], tuple[float, float], float]
 def iris_geometry(mask: np.ndarray) -> IrisGeometry:
     """HxW bool iris mask -> its geometry (NO_IRIS-like Nones for an empty or too small mask)."""
     binary = np.ascontiguousarray(mask, dtype=np.uint8)
-    components = int(cv2.connectedComponents(binary, connectivity=8)[0]) - 1
-    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    outer = [index for index in range(len(contours)) if hierarchy[0][index][3] < 0]
-    if not outer:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count == 1:
         return NO_IRIS
-    largest = max(outer, key=lambda index: cv2.contourArea(contours[index]))
-    holes = [contours[i][:, 0, :].astype(np.float64) for i in range(len(contours)) if hierarchy[0][i][3] == largest]
+    areas = stats[:, cv2.CC_STAT_AREA]
+    areas[0] = 0  # the background
+    kept = areas >= MIN_PART_SHARE * areas.max()
     x, y, width, height = (int(v) for v in cv2.boundingRect(binary))
-    pupil = _fit_pupil(max(holes, key=len)) if holes else None
+    unfitted = replace(
+        NO_IRIS,
+        bbox=(x, y, width, height),
+        components=count - 1,
+        orientation_deg=_orientation(binary),
+    )
+    if kept.sum() > MAX_PARTS:
+        return unfitted
+    parts = binary if kept.sum() == count - 1 else kept.astype(np.uint8)[labels]
+    if cv2.countNonZero(parts - cv2.erode(parts, None)) > MAX_EDGE_PER_SIDE * sum(binary.shape):
+        return unfitted
+    contours, hierarchy = cv2.findContours(parts, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    parents = hierarchy[0][:, 3]
+    outer = np.flatnonzero(parents < 0)
+    largest = max(outer, key=lambda index: cv2.contourArea(contours[index]))
+    holes = np.flatnonzero(parents == largest)
+    pupil = None
+    if len(holes):
+        hole = contours[max(holes, key=lambda index: len(contours[index]))]
+        pupil = _fit_pupil(hole[:, 0, :].astype(np.float64))
     outlines = [contours[index][:, 0, :].astype(np.float64) for index in outer if len(contours[index]) >= MIN_POINTS]
     boundary = np.concatenate(outlines) if outlines else np.empty((0, 2))
     inner = _inner(boundary, binary.shape)  # not on the image border; on the hull (False) or inside it (True)
-    limbus = _fit_limbus(outlines, boundary, inner, pupil)
-    if limbus is not None and pupil is None:
-        pupil = _pupil_from_notches(boundary, inner, limbus)
+    limbus = _plausible(_fit_limbus(outlines, boundary, inner, pupil), binary.shape)
     if limbus is None:
-        return IrisGeometry(
-            None, pupil, None, (x, y, width, height), components, None, _orientation(binary), None, None
-        )
+        return replace(unfitted, pupil=pupil)
+    if pupil is None:
+        pupil = _pupil_from_notches(boundary, inner, limbus)
     eccentricities = [limbus.eccentricity, *([pupil.eccentricity] if pupil is not None else [])]
-    return IrisGeometry(
+    return replace(
+        unfitted,
         ellipse=limbus,
         pupil=pupil,
         diameter_px=2.0 * limbus.semi_major,
-        bbox=(x, y, width, height),
-        components=components,
         offgaze_score=min(eccentricities),
-        orientation_deg=_orientation(binary),
         occlusion90=visible_fraction(binary, limbus, pupil, 90.0),
         occlusion30=visible_fraction(binary, limbus, pupil, BAND_DEG),
     )
@@ -317,6 +346,18 @@ def _fit_limbus(
     fit = _shaped(((pupil.x, pupil.y), (2 * pupil.semi_major, 2 * pupil.semi_minor), pupil.angle_deg))
     shaped = _grown(boundary, _consensus(boundary, sides, fit, 3), usable, fit)
     return None if shaped is None else _fitted(boundary, shaped[0], shaped[1], len(boundary))
+
+
+def _plausible(limbus: FittedEllipse | None, shape: tuple[int, int]) -> FittedEllipse | None:
+    """`limbus` where it could be one: centred in the image, no wider than its longer side, not flatter than
+    MIN_AXIS_RATIO. An eye image holds the whole eye; a larger or far-off ellipse is a fit to something else
+    (and would cost its area to measure)."""
+    height, width = shape
+    if limbus is None or 2.0 * limbus.semi_major > max(height, width):
+        return None
+    if limbus.semi_minor < MIN_AXIS_RATIO * limbus.semi_major:
+        return None
+    return limbus if 0.0 <= limbus.x < width and 0.0 <= limbus.y < height else None
 
 
 # ---------------------------------------------------------------- measures

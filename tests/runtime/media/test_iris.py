@@ -107,3 +107,31 @@ def test_an_empty_or_tiny_mask_is_no_iris_not_an_error(pixels: int) -> None:
     geometry = iris_geometry(mask)
     assert geometry.ellipse is None and geometry.occlusion90 is None
     assert geometry == NO_IRIS or geometry.components == 1
+
+
+@pytest.mark.parametrize("cell", [1, 4])
+def test_noise_is_no_iris(cell: int) -> None:
+    """Speckle, per pixel or in the 4 px cells of an upscaled low-resolution map (what an untrained model's
+    mask looks like): many parts, no limbus, and its parts still counted."""
+    noise = np.random.default_rng(7).random((512 // cell, 512 // cell)) < 0.3
+    mask = np.kron(noise, np.ones((cell, cell), bool))
+    geometry = iris_geometry(mask)
+    assert geometry.ellipse is None and geometry.pupil is None and geometry.occlusion90 is None
+    assert geometry.components > 100 and geometry.bbox is not None
+
+
+def test_specks_beside_the_iris_leave_its_fit_as_it_was() -> None:
+    params = with_openness(sample_params(np.random.default_rng([11, 8])), 0.8)
+    _, mask = render(params)
+    specked = mask.copy()
+    specked[2:4, 2:4] = specked[-4:-2, -4:-2] = True  # two 4-pixel parts, far below 1% of the iris
+    alone, beside = iris_geometry(mask), iris_geometry(specked)
+    assert beside.components == alone.components + 2
+    assert beside.ellipse == alone.ellipse and beside.pupil == alone.pupil
+
+
+def test_a_band_across_the_image_is_no_limbus() -> None:
+    """A straight band from border to border fits no ellipse that could be an iris in this image."""
+    mask = np.zeros((300, 400), bool)
+    mask[140:160, :] = True
+    assert iris_geometry(mask).ellipse is None
