@@ -36,7 +36,7 @@ MAP_NAMES: tuple[MapName, ...] = get_args(MapName)
 
 # The stages one segmentation is timed by, in the order they run (model.segment), and the HTTP edge's wait for
 # an admission slot before them: the timings' keys, the metrics' stage label and the trace's child spans.
-Stage = Literal["decode", "preprocess", "encoder", "decoder", "procedure", "render"]
+Stage = Literal["decode", "preprocess", "encoder", "decoder", "procedure", "geometry", "render"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 QUEUE_STAGE = "queue"
 SERVED_STAGES = (QUEUE_STAGE, *STAGES)

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vreyesam.runtime.http.edge import edge_of, exchange_of
 from vreyesam.runtime.http.errors import ApiError
+from vreyesam.runtime.media.iris import iris_fields
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest
 from vreyesam.runtime.model.segment import PROMPTS_BOUND, Segmentation, SegmentRequest, model_identity
 from vreyesam.runtime.telemetry.tracing import now_ns
@@ -107,6 +108,7 @@ def json_answer(result: Segmentation, identity: dict[str, str], timings_ms: dict
         "model": identity,
         "parameters": asdict(result.parameters),
         "statistics": asdict(result.statistics),
+        "iris": iris_fields(result.iris),
         "timings_ms": timings_ms,
         "outputs": outputs,
     }

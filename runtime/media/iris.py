@@ -30,7 +30,8 @@ pupil not open in the mask (no hole) is not found; a limbus visible nowhere on i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,16 @@ class IrisGeometry:
 
 
 NO_IRIS = IrisGeometry(None, None, None, None, 0, None, None, None, None)
+BBOX_KEYS = ("x", "y", "width", "height")
+
+
+def iris_fields(geometry: IrisGeometry) -> dict[str, Any]:
+    """The geometry as the answers give it (JSON: None as null), the box's four numbers named."""
+    fields = asdict(geometry)
+    if geometry.bbox is not None:
+        fields["bbox"] = dict(zip(BBOX_KEYS, geometry.bbox, strict=True))
+    return fields
+
 
 # An ellipse as OpenCV gives it: ((cx, cy), (full axis along its x, full axis along its y), angle in degrees).
 CvEllipse = tuple[tuple[float, float], tuple[float, float], float]
@@ -138,7 +149,7 @@ def iris_geometry(mask: np.ndarray) -> IrisGeometry:
         ellipse=limbus,
         pupil=pupil,
         diameter_px=2.0 * limbus.semi_major,
-        offgaze_score=min(eccentricities),
+        offgaze_score=round(min(eccentricities), 4),
         occlusion90=visible_fraction(binary, limbus, pupil, 90.0),
         occlusion30=visible_fraction(binary, limbus, pupil, BAND_DEG),
     )

@@ -1,10 +1,11 @@
 """One image, one path: image bytes (or a decoded image) and a request -> a `Segmentation`.
 
-    decode -> Segmenter.predict (preprocess, encoder, decoder, procedure) -> render
+    decode -> Segmenter.predict (preprocess, encoder, decoder, procedure) -> geometry -> render
 
 `segment` is the whole per-image work of every caller: the HTTP API answers from its result, `vreyesam
 predict` (locally and on a Ray cluster's actors) writes its PNGs and summary row from it, and the evaluation
-scores its mask. Callers only translate: a request's unset parameters are the model's defaults, resolved
+scores its mask. The iris' geometry (`media.iris`) is measured on the final mask for every caller alike.
+Callers only translate: a request's unset parameters are the model's defaults, resolved
 once (`PredictOptions.resolve`), and the result says which values were used.
 
 Raises only domain errors: `InvalidRequest` (a parameter out of its bounds, when the request is made),
@@ -24,6 +25,7 @@ import numpy as np
 from vreyesam.runtime.manifest import Manifest
 from vreyesam.runtime.media import render
 from vreyesam.runtime.media.decode import DEFAULT_LIMITS, decode_image
+from vreyesam.runtime.media.iris import NO_IRIS, IrisGeometry, iris_geometry
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest, MaskStatistics
 from vreyesam.runtime.model.segmenter import Parameters, PredictOptions, Segmenter
 from vreyesam.runtime.settings import DecodeLimits
@@ -76,6 +78,7 @@ class Segmentation:
     statistics: MaskStatistics
     timings_ms: dict[str, float]  # vocabulary.STAGES, then `total` (their sum) and `host` (outside engine runs)
     encoder_batch_images: int = 1  # images in the encoder run this image was in (1: alone)
+    iris: IrisGeometry = NO_IRIS  # measured on the final mask
     pngs: dict[OutputKind, bytes] = field(default_factory=dict)
     mask_rle: dict[str, Any] | None = None
 
@@ -97,23 +100,28 @@ def segment(
     started = time.perf_counter()
     image = source if isinstance(source, np.ndarray) else decode_image(source, limits)
     decode_ms = (time.perf_counter() - started) * 1000.0
-    wanted = tuple(dict.fromkeys(map_of(kind) for kind in request.outputs))
-    if request.mask_rle and "binary" not in wanted:
-        wanted = (*wanted, "binary")
+    # The binary mask always: the iris is measured on it.
+    wanted = tuple(dict.fromkeys(("binary", *(map_of(kind) for kind in request.outputs))))
     options = PredictOptions(
         points=request.points,
         threshold=request.threshold,
         seed=request.seed,
         explicit_points=request.prompts,
-        maps=wanted,  # only the maps the outputs are drawn from
+        maps=wanted,  # the mask, and the maps the outputs are drawn from: no others
         keep_logits=False,
     )
     prediction = segmenter.predict(image, options)
+    binary = prediction.binary
+    if binary is None:
+        raise RuntimeError("the segmenter left out the binary mask it was asked for")
+    started = time.perf_counter()
+    iris = iris_geometry(binary)
+    geometry_ms = (time.perf_counter() - started) * 1000.0
     started = time.perf_counter()
     pngs = {kind: render.output_png(kind, prediction, image) for kind in request.outputs}
-    rle = render.rle_encode(prediction.binary) if request.mask_rle and prediction.binary is not None else None
+    rle = render.rle_encode(binary) if request.mask_rle else None
     render_ms = (time.perf_counter() - started) * 1000.0
-    stages = {"decode": decode_ms, **dict(prediction.timings.stages), "render": render_ms}
+    stages = {"decode": decode_ms, **dict(prediction.timings.stages), "geometry": geometry_ms, "render": render_ms}
     total = sum(stages.values())
     timings = {name: round(ms, 3) for name, ms in stages.items()}
     timings.update(total=round(total, 3), host=round(total - prediction.timings.engine_ms, 3))
@@ -125,6 +133,7 @@ def segment(
         statistics=prediction.statistics,
         timings_ms=timings,
         encoder_batch_images=prediction.encoder_batch_images,
+        iris=iris,
         pngs=pngs,
         mask_rle=rle,
     )

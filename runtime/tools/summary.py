@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
+from vreyesam.runtime.media.iris import BBOX_KEYS, FittedEllipse, IrisGeometry, iris_fields
 from vreyesam.runtime.model.segment import Segmentation
 from vreyesam.runtime.tools.inputs import InputFile, UsageError
 from vreyesam.runtime.vocabulary import STAGES
@@ -13,6 +17,22 @@ from vreyesam.runtime.vocabulary import STAGES
 SUMMARY_NAME = "summary.csv"
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 TIMED_STAGES = (*STAGES, "total")
+
+
+def _iris_columns() -> tuple[str, ...]:
+    """The iris block of the answers, flattened: `iris_ellipse_x`, ..., `iris_bbox_width`, ..., `iris_occlusion30`."""
+    columns: list[str] = []
+    for item in fields(IrisGeometry):
+        if item.name in ("ellipse", "pupil"):
+            columns += [f"iris_{item.name}_{part.name}" for part in fields(FittedEllipse)]
+        elif item.name == "bbox":
+            columns += [f"iris_bbox_{key}" for key in BBOX_KEYS]
+        else:
+            columns.append(f"iris_{item.name}")
+    return tuple(columns)
+
+
+IRIS_COLUMNS = _iris_columns()
 COLUMNS = (
     "input",
     "stem",
@@ -24,6 +44,7 @@ COLUMNS = (
     "area_px",
     "score_mean",
     "score_max",
+    *IRIS_COLUMNS,
     *(f"{stage}_ms" for stage in TIMED_STAGES),
 )
 
@@ -47,7 +68,7 @@ def summary_row(
 
 def _result_fields(result: Segmentation) -> Row:
     stats = result.statistics
-    fields = {
+    row = {
         "width": str(result.width),
         "height": str(result.height),
         "coverage_percent": f"{stats.coverage_percent:.4f}",
@@ -55,8 +76,20 @@ def _result_fields(result: Segmentation) -> Row:
         "score_mean": f"{stats.score_mean:.6f}",
         "score_max": f"{stats.score_max:.6f}",
     }
-    fields.update({f"{stage}_ms": f"{result.timings_ms.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
-    return fields
+    row.update(_flat(iris_fields(result.iris), "iris_"))
+    row.update({f"{stage}_ms": f"{result.timings_ms.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
+    return row
+
+
+def _flat(block: Mapping[str, Any], prefix: str) -> Row:
+    """A nested answer block as columns; a null leaves its columns empty."""
+    row: Row = {}
+    for key, value in block.items():
+        if isinstance(value, Mapping):
+            row.update(_flat(value, f"{prefix}{key}_"))
+        elif value is not None:
+            row[f"{prefix}{key}"] = str(value)
+    return row
 
 
 def read_summary(path: Path) -> list[Row]:

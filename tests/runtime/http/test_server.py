@@ -12,6 +12,7 @@ browser (test_page_browser.py).
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.app_harness import canned_segmentation, loader_of, running_app
 from tests.reliability.http_checks import assert_clean_error
 from tests.server_harness import SHARED_SERVER_LIMITS
 from vreyesam.runtime.media import render
+from vreyesam.runtime.media.iris import iris_fields, iris_geometry
 from vreyesam.runtime.model.segment import Segmentation, SegmentRequest
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, load_settings
@@ -91,6 +93,11 @@ def test_raw_upload_json_answer(full_answer: dict, segmenter: Segmenter) -> None
     assert _png(outputs["probability"]["png_base64"]).shape == (120, 160)
     assert _png(outputs["uncertainty"]["png_base64"]).shape == (120, 160, 3)
     assert _png(outputs["overlay"]["png_base64"]).shape == (120, 160, 3)
+
+
+def test_the_iris_block_is_the_geometry_of_the_answers_mask(full_answer: dict) -> None:
+    mask = _png(full_answer["outputs"]["mask"]["png_base64"]) > 0
+    assert full_answer["iris"] == json.loads(json.dumps(iris_fields(iris_geometry(mask))))
 
 
 def test_multipart_upload_gives_the_same_answer(api: TestClient, eye_png: bytes, full_answer: dict) -> None:

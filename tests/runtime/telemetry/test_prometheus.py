@@ -128,7 +128,8 @@ def test_counts_by_outcome_and_rejections_match_the_sequence(scraped: Prometheus
 def test_every_stage_histogram_holds_every_prediction(scraped: Prometheus) -> None:
     result = scraped.query("vreyesam_stage_duration_seconds_count")
     counts = {row["metric"]["stage"]: float(row["value"][1]) for row in result}
-    assert counts == dict.fromkeys(("queue", "decode", "preprocess", "encoder", "decoder", "procedure", "render"), 4.0)
+    stages = ("queue", "decode", "preprocess", "encoder", "decoder", "procedure", "geometry", "render")
+    assert counts == dict.fromkeys(stages, 4.0)
     assert scraped.value('vreyesam_request_duration_seconds_count{route="predict"}') == 9
     # Encoder batching is off: each prediction was an encoder run of its own.
     assert scraped.value("vreyesam_encoder_batch_images_count") == 4

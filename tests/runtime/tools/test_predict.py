@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from vreyesam.cli import main
+from vreyesam.runtime.media.iris import iris_geometry
 from vreyesam.runtime.tools.inputs import find_inputs
 from vreyesam.runtime.tools.summary import COLUMNS
 from vreyesam.runtime.tools.synth import generate
@@ -136,6 +137,10 @@ def test_summary_rows(first_run: tuple[Result, Path]) -> None:
     assert int(good["area_px"]) == area
     assert float(good["coverage_percent"]) == pytest.approx(100 * area / (WIDTH * HEIGHT), abs=1e-4)
     assert float(good["total_ms"]) > 0 and 0 <= float(good["score_mean"]) <= float(good["score_max"])
+    iris = iris_geometry(pixels(out / "binary" / "b.png") > 0)  # measured on the mask the row is about
+    assert good["iris_components"] == str(iris.components)
+    assert good["iris_ellipse_x"] == ("" if iris.ellipse is None else str(iris.ellipse.x))
+    assert good["iris_occlusion90"] == ("" if iris.occlusion90 is None else str(iris.occlusion90))
 
 
 def test_resume_skips_finished_images_and_reproduces_the_others(
