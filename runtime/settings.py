@@ -8,6 +8,7 @@ cv2 is first imported.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -17,6 +18,8 @@ from typing import Any
 from vreyesam.runtime.vocabulary import DEVICES, PRECISION_REQUESTS, Device, PrecisionRequest
 
 MiB = 1024 * 1024
+# A float setting must be positive (a timeout, a window); one typed NonNegative may also be 0 (a threshold off).
+NonNegative = float
 MAX_ENCODER_BATCH = 64  # images one encoder run may take
 
 
@@ -27,6 +30,16 @@ class DecodeLimits:
     max_width: int = 8192
     max_height: int = 8192
     max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """When an iris is accepted (media/quality.py; docs/iris.md says how the defaults were chosen)."""
+
+    min_openness: float = 0.5  # occlusion90 below it: "eye_closed"
+    max_offgaze: float = 0.8  # offgaze_score above it: "off_gaze"
+    min_sharpness: float = 0.0  # sharpness_score below it: "blurred" (0: not checked)
+    max_specular: float = 1.0  # specular_fraction above it: "specular" (1: not checked)
 
 
 class SettingsError(Exception):
@@ -56,6 +69,11 @@ class Settings:
     max_width: int = DecodeLimits.max_width  # VREYESAM_MAX_WIDTH: image width cap (read from the header first)
     max_height: int = DecodeLimits.max_height  # VREYESAM_MAX_HEIGHT
     max_pixels: int = DecodeLimits.max_pixels  # VREYESAM_MAX_PIXELS
+    # The quality gate (QualityGate above holds their defaults, once).
+    quality_min_openness: NonNegative = QualityGate.min_openness  # VREYESAM_QUALITY_MIN_OPENNESS
+    quality_max_offgaze: NonNegative = QualityGate.max_offgaze  # VREYESAM_QUALITY_MAX_OFFGAZE
+    quality_min_sharpness: NonNegative = QualityGate.min_sharpness  # VREYESAM_QUALITY_MIN_SHARPNESS
+    quality_max_specular: NonNegative = QualityGate.max_specular  # VREYESAM_QUALITY_MAX_SPECULAR
     max_concurrency: int = 1  # VREYESAM_MAX_CONCURRENCY: predictions running at once per process
     max_queue: int = 8  # VREYESAM_MAX_QUEUE: predictions waiting; beyond it, 503 at once
     queue_timeout_s: float = 30.0  # VREYESAM_QUEUE_TIMEOUT_S: longest wait for a slot before 503
@@ -109,6 +127,15 @@ class Settings:
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(max_width=self.max_width, max_height=self.max_height, max_pixels=self.max_pixels)
 
+    @property
+    def quality_gate(self) -> QualityGate:
+        return QualityGate(
+            min_openness=self.quality_min_openness,
+            max_offgaze=self.quality_max_offgaze,
+            min_sharpness=self.quality_min_sharpness,
+            max_specular=self.quality_max_specular,
+        )
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply command-line values; None means "not given"."""
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
@@ -135,6 +162,11 @@ def _parse(name: str, kind: str, raw: str) -> object:
             if not number > 0:
                 raise ValueError
             return number
+        if kind == "non-negative":
+            number = float(text)
+            if not 0 <= number < math.inf:
+                raise ValueError
+            return number
     except ValueError:
         raise SettingsError(f"{name} has an invalid value") from None
     if kind == "path":
@@ -149,6 +181,8 @@ def _kind(field_type: object) -> str:
     text = str(field_type)
     if "Path" in text:
         return "path"
+    if text == "NonNegative":
+        return "non-negative"
     for python_type, kind in _KINDS.items():
         if text == python_type.__name__:
             return kind
@@ -190,6 +224,11 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"VREYESAM_{name.upper()} must be at least 1")
     if not 1 <= settings.encoder_batch <= MAX_ENCODER_BATCH:
         raise SettingsError(f"VREYESAM_ENCODER_BATCH must be between 1 (off) and {MAX_ENCODER_BATCH}")
+    for name in ("quality_min_openness", "quality_max_offgaze", "quality_max_specular"):
+        if not 0.0 <= getattr(settings, name) <= 1.0:
+            raise SettingsError(f"VREYESAM_{name.upper()} must be between 0 and 1")
+    if settings.quality_min_sharpness < 0.0:
+        raise SettingsError("VREYESAM_QUALITY_MIN_SHARPNESS must be at least 0")
     if settings.encoder_batch_window_ms > 1000:
         raise SettingsError("VREYESAM_ENCODER_BATCH_WINDOW_MS must be at most 1000")
     if settings.body_budget_bytes < settings.max_body_bytes:

@@ -22,9 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from vreyesam.runtime.http.edge import edge_of, exchange_of
 from vreyesam.runtime.http.errors import ApiError
-from vreyesam.runtime.media.iris import iris_fields
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest
-from vreyesam.runtime.model.segment import PROMPTS_BOUND, Segmentation, SegmentRequest, model_identity
+from vreyesam.runtime.model.segment import (
+    PROMPTS_BOUND,
+    Segmentation,
+    SegmentRequest,
+    iris_answer,
+    model_identity,
+)
 from vreyesam.runtime.telemetry.tracing import now_ns
 from vreyesam.runtime.vocabulary import OUTPUT_KINDS, QUEUE_STAGE, SERVED_STAGES, OutputKind
 
@@ -108,7 +113,8 @@ def json_answer(result: Segmentation, identity: dict[str, str], timings_ms: dict
         "model": identity,
         "parameters": asdict(result.parameters),
         "statistics": asdict(result.statistics),
-        "iris": iris_fields(result.iris),
+        "iris": iris_answer(result),
+        "quality": asdict(result.quality),
         "timings_ms": timings_ms,
         "outputs": outputs,
     }
@@ -140,6 +146,7 @@ async def predict(
         prompts=parse_prompts(prompts),
         outputs=kinds,
         mask_rle="mask" in kinds and not wants_png,
+        quality=edge.settings.quality_gate,
     )
     started = time.perf_counter()
     data = await read_image_bytes(request)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,10 +25,19 @@ import numpy as np
 from vreyesam.runtime.manifest import Manifest
 from vreyesam.runtime.media import render
 from vreyesam.runtime.media.decode import DEFAULT_LIMITS, decode_image
-from vreyesam.runtime.media.iris import NO_IRIS, IrisGeometry, iris_geometry
+from vreyesam.runtime.media.iris import NO_IRIS, IrisGeometry, iris_fields, iris_geometry
+from vreyesam.runtime.media.quality import (
+    DEFAULT_GATE,
+    NO_IRIS_QUALITY,
+    NO_MEASURES,
+    ImageMeasures,
+    Quality,
+    image_measures,
+    judge,
+)
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest, MaskStatistics
 from vreyesam.runtime.model.segmenter import Parameters, PredictOptions, Segmenter
-from vreyesam.runtime.settings import DecodeLimits
+from vreyesam.runtime.settings import DecodeLimits, QualityGate
 from vreyesam.runtime.vocabulary import OutputKind, map_of
 
 MAX_SEED = 2**63 - 1  # the prompt sampler's seed: numpy's default_rng takes any non-negative integer
@@ -50,6 +59,7 @@ class SegmentRequest:
     prompts: np.ndarray | None = None  # Nx2 (x, y) in input pixels; replaces the sampled points
     outputs: tuple[OutputKind, ...] = ("mask",)  # rendered as PNG, in this order
     mask_rle: bool = False  # the binary mask also as COCO RLE (needs "mask" or "overlay" in outputs)
+    quality: QualityGate = DEFAULT_GATE  # what the iris is held to (the deployment's settings)
 
     def __post_init__(self) -> None:
         if self.points is not None and not _whole(self.points, 1, MAX_POINTS):
@@ -79,8 +89,15 @@ class Segmentation:
     timings_ms: dict[str, float]  # vocabulary.STAGES, then `total` (their sum) and `host` (outside engine runs)
     encoder_batch_images: int = 1  # images in the encoder run this image was in (1: alone)
     iris: IrisGeometry = NO_IRIS  # measured on the final mask
+    measures: ImageMeasures = NO_MEASURES  # of the image inside the mask
+    quality: Quality = NO_IRIS_QUALITY  # the request's gate's verdict on the two
     pngs: dict[OutputKind, bytes] = field(default_factory=dict)
     mask_rle: dict[str, Any] | None = None
+
+
+def iris_answer(result: Segmentation) -> dict[str, Any]:
+    """The `iris` block of every answer: the mask's geometry and the image's measures inside it."""
+    return {**iris_fields(result.iris), **asdict(result.measures)}
 
 
 def model_identity(manifest: Manifest) -> dict[str, str]:
@@ -116,6 +133,7 @@ def segment(
         raise RuntimeError("the segmenter left out the binary mask it was asked for")
     started = time.perf_counter()
     iris = iris_geometry(binary)
+    measures = image_measures(image, binary, iris.bbox)
     geometry_ms = (time.perf_counter() - started) * 1000.0
     started = time.perf_counter()
     pngs = {kind: render.output_png(kind, prediction, image) for kind in request.outputs}
@@ -134,6 +152,8 @@ def segment(
         timings_ms=timings,
         encoder_batch_images=prediction.encoder_batch_images,
         iris=iris,
+        measures=measures,
+        quality=judge(iris, measures, request.quality),
         pngs=pngs,
         mask_rle=rle,
     )

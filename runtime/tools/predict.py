@@ -19,7 +19,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -201,6 +201,7 @@ def prepare(args: argparse.Namespace) -> tuple[Settings, list[InputFile], Batch]
     except InvalidRequest as exc:  # the bounds of every caller, in their words
         raise UsageError(exc.message) from None
     settings = settings_from_args(args)
+    request = replace(request, quality=settings.quality_gate)
     try:
         require_limits(settings.decode_limits)  # here too for --ray: its actors decode, the driver writes
     except OpenCvLimitsError as exc:

@@ -9,8 +9,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from vreyesam.runtime.media.iris import BBOX_KEYS, FittedEllipse, IrisGeometry, iris_fields
-from vreyesam.runtime.model.segment import Segmentation
+from vreyesam.runtime.media.iris import BBOX_KEYS, FittedEllipse, IrisGeometry
+from vreyesam.runtime.media.quality import ImageMeasures
+from vreyesam.runtime.model.segment import Segmentation, iris_answer
 from vreyesam.runtime.tools.inputs import InputFile, UsageError
 from vreyesam.runtime.vocabulary import STAGES
 
@@ -20,9 +21,10 @@ TIMED_STAGES = (*STAGES, "total")
 
 
 def _iris_columns() -> tuple[str, ...]:
-    """The iris block of the answers, flattened: `iris_ellipse_x`, ..., `iris_bbox_width`, ..., `iris_occlusion30`."""
+    """The iris block of the answers, flattened: `iris_ellipse_x`, ..., `iris_bbox_width`, ...,
+    `iris_specular_fraction`."""
     columns: list[str] = []
-    for item in fields(IrisGeometry):
+    for item in (*fields(IrisGeometry), *fields(ImageMeasures)):
         if item.name in ("ellipse", "pupil"):
             columns += [f"iris_{item.name}_{part.name}" for part in fields(FittedEllipse)]
         elif item.name == "bbox":
@@ -45,6 +47,8 @@ COLUMNS = (
     "score_mean",
     "score_max",
     *IRIS_COLUMNS,
+    "quality_accepted",
+    "quality_reasons",  # separated by ";"
     *(f"{stage}_ms" for stage in TIMED_STAGES),
 )
 
@@ -76,7 +80,8 @@ def _result_fields(result: Segmentation) -> Row:
         "score_mean": f"{stats.score_mean:.6f}",
         "score_max": f"{stats.score_max:.6f}",
     }
-    row.update(_flat(iris_fields(result.iris), "iris_"))
+    row.update(_flat(iris_answer(result), "iris_"))
+    row.update(quality_accepted=str(result.quality.accepted).lower(), quality_reasons=";".join(result.quality.reasons))
     row.update({f"{stage}_ms": f"{result.timings_ms.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
     return row
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,7 @@ from tests.reliability.http_checks import assert_clean_error
 from tests.server_harness import SHARED_SERVER_LIMITS
 from vreyesam.runtime.media import render
 from vreyesam.runtime.media.iris import iris_fields, iris_geometry
+from vreyesam.runtime.media.quality import DEFAULT_GATE, image_measures, judge
 from vreyesam.runtime.model.segment import Segmentation, SegmentRequest
 from vreyesam.runtime.model.segmenter import Segmenter
 from vreyesam.runtime.settings import DecodeLimits, load_settings
@@ -95,9 +97,14 @@ def test_raw_upload_json_answer(full_answer: dict, segmenter: Segmenter) -> None
     assert _png(outputs["overlay"]["png_base64"]).shape == (120, 160, 3)
 
 
-def test_the_iris_block_is_the_geometry_of_the_answers_mask(full_answer: dict) -> None:
+def test_the_iris_block_and_verdict_are_measured_on_the_answers_mask(full_answer: dict, eye_png: bytes) -> None:
     mask = _png(full_answer["outputs"]["mask"]["png_base64"]) > 0
-    assert full_answer["iris"] == json.loads(json.dumps(iris_fields(iris_geometry(mask))))
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(eye_png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    geometry = iris_geometry(mask)
+    measures = image_measures(image, mask, geometry.bbox)
+    assert full_answer["iris"] == json.loads(json.dumps({**iris_fields(geometry), **asdict(measures)}))
+    quality = judge(geometry, measures, DEFAULT_GATE)
+    assert full_answer["quality"] == {"accepted": quality.accepted, "reasons": list(quality.reasons)}
 
 
 def test_multipart_upload_gives_the_same_answer(api: TestClient, eye_png: bytes, full_answer: dict) -> None:

@@ -1,10 +1,12 @@
-"""summary.csv's rows: one column per number of the answer, the iris block flattened, nulls left empty."""
+"""summary.csv's rows: one column per number of the answer, the iris block flattened, nulls left empty, the
+verdict as two columns."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from vreyesam.runtime.media.iris import NO_IRIS, FittedEllipse, IrisGeometry
+from vreyesam.runtime.media.quality import NO_IRIS_QUALITY, NO_MEASURES, ImageMeasures, Quality
 from vreyesam.runtime.model.procedure import MaskStatistics
 from vreyesam.runtime.model.segment import Segmentation
 from vreyesam.runtime.model.segmenter import Parameters
@@ -24,7 +26,7 @@ IRIS = IrisGeometry(
 )
 
 
-def _row(iris: IrisGeometry) -> dict[str, str]:
+def _row(iris: IrisGeometry, measures: ImageMeasures, quality: Quality) -> dict[str, str]:
     result = Segmentation(
         width=400,
         height=300,
@@ -32,12 +34,14 @@ def _row(iris: IrisGeometry) -> dict[str, str]:
         statistics=MaskStatistics(coverage_percent=4.0, area_px=4800, score_mean=0.5, score_max=0.9),
         timings_ms={},
         iris=iris,
+        measures=measures,
+        quality=quality,
     )
     return summary_row(InputFile(Path("in/eye.png"), Path("eye.png")), OK, result=result)
 
 
 def test_every_number_of_the_iris_has_its_column() -> None:
-    row = _row(IRIS)
+    row = _row(IRIS, ImageMeasures(0.0412, 0.003), Quality(False, ("off_gaze", "specular")))
     assert tuple(row) == COLUMNS  # no field without a column
     assert all(row[column] for column in IRIS_COLUMNS)
     assert (row["iris_ellipse_x"], row["iris_ellipse_semi_minor"], row["iris_pupil_angle_deg"]) == (
@@ -47,10 +51,13 @@ def test_every_number_of_the_iris_has_its_column() -> None:
     )
     assert [row[f"iris_bbox_{key}"] for key in ("x", "y", "width", "height")] == ["160", "118", "81", "60"]
     assert (row["iris_diameter_px"], row["iris_occlusion90"], row["iris_occlusion30"]) == ("80.0", "0.81", "0.97")
+    assert (row["iris_sharpness_score"], row["iris_specular_fraction"]) == ("0.0412", "0.003")
+    assert (row["quality_accepted"], row["quality_reasons"]) == ("false", "off_gaze;specular")
 
 
 def test_no_iris_leaves_its_columns_empty_but_counts_the_parts() -> None:
-    row = _row(NO_IRIS)
+    row = _row(NO_IRIS, NO_MEASURES, NO_IRIS_QUALITY)
     assert tuple(row) == COLUMNS
+    assert (row["quality_accepted"], row["quality_reasons"]) == ("false", "no_iris")
     assert row["iris_components"] == "0"
     assert all(row[column] == "" for column in IRIS_COLUMNS if column != "iris_components")
