@@ -248,6 +248,14 @@ function showResult(answer, image) {
   setTile("tile-size", `${size.width}x${size.height}`, `${size.width} × ${size.height} px`);
   setTile("tile-score-mean", stats.score_mean, stats.score_mean.toFixed(4));
   setTile("tile-score-max", stats.score_max, stats.score_max.toFixed(4));
+  const quality = answer.quality;
+  const verdict = quality.accepted ? "accepted" : `rejected: ${quality.reasons.join(", ").replaceAll("_", " ")}`;
+  setTile("tile-verdict", quality.reasons.join(",") || "accepted", verdict);
+  const iris = answer.iris;
+  const openness = iris.occlusion90 === null ? "none fitted" : `${(100 * iris.occlusion90).toFixed(1)} %`;
+  setTile("tile-openness", iris.occlusion90, openness);
+  const diameter = iris.diameter_px === null ? "none fitted" : `${iris.diameter_px.toFixed(1)} px`;
+  setTile("tile-diameter", iris.diameter_px, diameter);
   const used = answer.parameters;
   $("used").textContent =
     `${used.points} ${used.prompts} prompts, threshold ${used.threshold}, seed ${used.seed}; ` +

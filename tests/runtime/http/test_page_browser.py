@@ -15,7 +15,7 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,6 +239,16 @@ def _decoded(png: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
+def _verdict_tile(quality: dict) -> tuple[str, str]:
+    if quality["accepted"]:
+        return "accepted", "accepted"
+    return ",".join(quality["reasons"]), "rejected: " + ", ".join(quality["reasons"]).replace("_", " ")
+
+
+def _measure_tile(value: float | None, text: Callable[[float], str]) -> tuple[float | None, str]:
+    return value, "none fitted" if value is None else text(value)
+
+
 def test_an_uploaded_eye_shows_the_apis_mask_tiles_and_files(
     visit: Visit, served: ServerProcess, eye_file: Path, tmp_path: Path
 ) -> None:
@@ -278,9 +288,13 @@ def test_an_uploaded_eye_shows_the_apis_mask_tiles_and_files(
         ),  # a multiplication sign
         "tile-score-mean": (stats["score_mean"], f"{stats['score_mean']:.4f}"),
         "tile-score-max": (stats["score_max"], f"{stats['score_max']:.4f}"),
+        "tile-verdict": _verdict_tile(expected["quality"]),
+        "tile-openness": _measure_tile(expected["iris"]["occlusion90"], lambda v: f"{100 * v:.1f} %"),
+        "tile-diameter": _measure_tile(expected["iris"]["diameter_px"], lambda v: f"{v:.1f} px"),
     }
     for tile, (value, text) in tiles.items():
-        assert visit.element(tile).get_attribute("data-value") == str(value), tile
+        shown = "null" if value is None else str(value)  # as the page writes JavaScript's null
+        assert visit.element(tile).get_attribute("data-value") == shown, tile
         assert visit.text(tile) == text, tile
     stages = [row.text.split()[0] for row in visit.driver.find_elements(By.CSS_SELECTOR, "#timings tr")]
     assert stages == list(expected["timings_ms"])
