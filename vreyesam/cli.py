@@ -68,6 +68,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "cpu",
         ("numpy", "cv2"),
     ),
+    "geometry": Subcommand(
+        "vreyesam.runtime.tools.geometry",
+        "the iris geometry and quality verdict of mask files made elsewhere, as JSON lines",
+        "cpu",
+        ("numpy", "cv2", "PIL"),
+    ),
     "synth": Subcommand(
         "vreyesam.runtime.tools.synth",
         "write synthetic eye images with ground-truth iris masks",

@@ -22,12 +22,12 @@ from starlette.concurrency import run_in_threadpool
 
 from vreyesam.runtime.http.edge import edge_of, exchange_of
 from vreyesam.runtime.http.errors import ApiError
+from vreyesam.runtime.media.quality import iris_block
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest
 from vreyesam.runtime.model.segment import (
     PROMPTS_BOUND,
     Segmentation,
     SegmentRequest,
-    iris_answer,
     model_identity,
 )
 from vreyesam.runtime.telemetry.tracing import now_ns
@@ -113,7 +113,7 @@ def json_answer(result: Segmentation, identity: dict[str, str], timings_ms: dict
         "model": identity,
         "parameters": asdict(result.parameters),
         "statistics": asdict(result.statistics),
-        "iris": iris_answer(result),
+        "iris": iris_block(result.iris, result.measures),
         "quality": asdict(result.quality),
         "timings_ms": timings_ms,
         "outputs": outputs,

@@ -12,12 +12,12 @@ below the gate's openness), `off_gaze`, `blurred`, `specular`. Accepted means no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, get_args
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from vreyesam.runtime.media.iris import IrisGeometry
+from vreyesam.runtime.media.iris import IrisGeometry, iris_fields, iris_geometry
 from vreyesam.runtime.media.opencv import cv2
 from vreyesam.runtime.settings import QualityGate
 
@@ -69,6 +69,21 @@ def image_measures(image: np.ndarray, mask: np.ndarray, bbox: tuple[int, int, in
     return ImageMeasures(round(float(laplacian[core].std()), 4), specular)
 
 
+def assess(
+    mask: np.ndarray, image: np.ndarray | None, gate: QualityGate
+) -> tuple[IrisGeometry, ImageMeasures, Quality]:
+    """The geometry of an HxW bool iris mask, the measures of its HxWx3 RGB image (none without one) and the
+    gate's verdict on them: what every answer says of the iris."""
+    geometry = iris_geometry(mask)
+    measures = NO_MEASURES if image is None else image_measures(image, mask, geometry.bbox)
+    return geometry, measures, judge(geometry, measures, gate)
+
+
+def iris_block(geometry: IrisGeometry, measures: ImageMeasures) -> dict[str, Any]:
+    """The `iris` block of an answer (JSON: None as null)."""
+    return {**iris_fields(geometry), **asdict(measures)}
+
+
 def judge(geometry: IrisGeometry, measures: ImageMeasures, gate: QualityGate) -> Quality:
     """The gate's verdict: accepted, or the reasons it is not (REASONS' order)."""
     if geometry.ellipse is None or geometry.occlusion90 is None:
@@ -78,8 +93,10 @@ def judge(geometry: IrisGeometry, measures: ImageMeasures, gate: QualityGate) ->
         found.append("eye_closed")
     if geometry.offgaze_score is not None and geometry.offgaze_score > gate.max_offgaze:
         found.append("off_gaze")
-    if gate.min_sharpness > 0.0 and (measures.sharpness_score or 0.0) < gate.min_sharpness:
+    # A measure the image could not give (no image, too thin a mask) is not held against the iris.
+    sharpness, specular = measures.sharpness_score, measures.specular_fraction
+    if gate.min_sharpness > 0.0 and sharpness is not None and sharpness < gate.min_sharpness:
         found.append("blurred")
-    if (measures.specular_fraction or 0.0) > gate.max_specular:
+    if specular is not None and specular > gate.max_specular:
         found.append("specular")
     return Quality(not found, tuple(found))

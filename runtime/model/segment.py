@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,15 +25,14 @@ import numpy as np
 from vreyesam.runtime.manifest import Manifest
 from vreyesam.runtime.media import render
 from vreyesam.runtime.media.decode import DEFAULT_LIMITS, decode_image
-from vreyesam.runtime.media.iris import NO_IRIS, IrisGeometry, iris_fields, iris_geometry
+from vreyesam.runtime.media.iris import NO_IRIS, IrisGeometry
 from vreyesam.runtime.media.quality import (
     DEFAULT_GATE,
     NO_IRIS_QUALITY,
     NO_MEASURES,
     ImageMeasures,
     Quality,
-    image_measures,
-    judge,
+    assess,
 )
 from vreyesam.runtime.model.procedure import MAX_POINTS, InvalidRequest, MaskStatistics
 from vreyesam.runtime.model.segmenter import Parameters, PredictOptions, Segmenter
@@ -95,11 +94,6 @@ class Segmentation:
     mask_rle: dict[str, Any] | None = None
 
 
-def iris_answer(result: Segmentation) -> dict[str, Any]:
-    """The `iris` block of every answer: the mask's geometry and the image's measures inside it."""
-    return {**iris_fields(result.iris), **asdict(result.measures)}
-
-
 def model_identity(manifest: Manifest) -> dict[str, str]:
     """The model an answer came from (name, version, sha256 of its weights)."""
     return {"name": manifest.model_name, "version": manifest.model_version, "sha256": manifest.model_sha256}
@@ -132,8 +126,7 @@ def segment(
     if binary is None:
         raise RuntimeError("the segmenter left out the binary mask it was asked for")
     started = time.perf_counter()
-    iris = iris_geometry(binary)
-    measures = image_measures(image, binary, iris.bbox)
+    iris, measures, quality = assess(binary, image, request.quality)
     geometry_ms = (time.perf_counter() - started) * 1000.0
     started = time.perf_counter()
     pngs = {kind: render.output_png(kind, prediction, image) for kind in request.outputs}
@@ -153,7 +146,7 @@ def segment(
         encoder_batch_images=prediction.encoder_batch_images,
         iris=iris,
         measures=measures,
-        quality=judge(iris, measures, request.quality),
+        quality=quality,
         pngs=pngs,
         mask_rle=rle,
     )

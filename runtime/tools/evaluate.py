@@ -239,7 +239,7 @@ def summary_lines(report: EvaluationReport) -> list[str]:
 # ---------------------------------------------------------------- command line
 
 
-def _threshold(text: str) -> int:
+def threshold_argument(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 254:
         raise argparse.ArgumentTypeError("must be an integer from 0 to 254 (foreground is value > threshold)")
@@ -255,7 +255,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write per-image metrics to this CSV file")
     parser.add_argument(
         "--threshold",
-        type=_threshold,
+        type=threshold_argument,
         default=DEFAULT_THRESHOLD,
         help=f"foreground is grayscale value > threshold (default {DEFAULT_THRESHOLD})",
     )

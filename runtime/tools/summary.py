@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from vreyesam.runtime.media.iris import BBOX_KEYS, FittedEllipse, IrisGeometry
-from vreyesam.runtime.media.quality import ImageMeasures
-from vreyesam.runtime.model.segment import Segmentation, iris_answer
+from vreyesam.runtime.media.quality import ImageMeasures, iris_block
+from vreyesam.runtime.model.segment import Segmentation
 from vreyesam.runtime.tools.inputs import InputFile, UsageError
 from vreyesam.runtime.vocabulary import STAGES
 
@@ -80,7 +80,7 @@ def _result_fields(result: Segmentation) -> Row:
         "score_mean": f"{stats.score_mean:.6f}",
         "score_max": f"{stats.score_max:.6f}",
     }
-    row.update(_flat(iris_answer(result), "iris_"))
+    row.update(_flat(iris_block(result.iris, result.measures), "iris_"))
     row.update(quality_accepted=str(result.quality.accepted).lower(), quality_reasons=";".join(result.quality.reasons))
     row.update({f"{stage}_ms": f"{result.timings_ms.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
     return row

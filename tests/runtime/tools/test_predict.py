@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from PIL import Image
 from vreyesam.cli import main
 from vreyesam.runtime.media.iris import iris_geometry
 from vreyesam.runtime.tools.inputs import find_inputs
-from vreyesam.runtime.tools.summary import COLUMNS
+from vreyesam.runtime.tools.summary import COLUMNS, IRIS_COLUMNS
 from vreyesam.runtime.tools.synth import generate
 
 WIDTH, HEIGHT = 160, 120
@@ -141,6 +142,34 @@ def test_summary_rows(first_run: tuple[Result, Path]) -> None:
     assert good["iris_components"] == str(iris.components)
     assert good["iris_ellipse_x"] == ("" if iris.ellipse is None else str(iris.ellipse.x))
     assert good["iris_occlusion90"] == ("" if iris.occlusion90 is None else str(iris.occlusion90))
+
+
+def test_vreyesam_geometry_measures_the_written_mask_as_its_summary_row(
+    first_run: tuple[Result, Path], inputs: Path
+) -> None:
+    """Masks made elsewhere get the same measures: here, the mask this command wrote, with its input."""
+    _, out = first_run
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        assert main(["geometry", str(out / "binary" / "a.png"), "--images", str(inputs)]) == 0
+    (record,) = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    (row,) = [row for row in read_rows(out) if row["input"] == "a.png"]
+    flat = _flat(record["iris"], "iris_")  # the column names summary.csv gives the block
+    assert {column: flat.get(column, "") for column in IRIS_COLUMNS} == {column: row[column] for column in IRIS_COLUMNS}
+    assert (str(record["quality"]["accepted"]).lower(), ";".join(record["quality"]["reasons"])) == (
+        row["quality_accepted"],
+        row["quality_reasons"],
+    )
+
+
+def _flat(block: dict, prefix: str) -> dict[str, str]:
+    row: dict[str, str] = {}
+    for key, value in block.items():
+        if isinstance(value, dict):
+            row.update(_flat(value, f"{prefix}{key}_"))
+        elif value is not None:
+            row[f"{prefix}{key}"] = str(value)
+    return row
 
 
 def test_resume_skips_finished_images_and_reproduces_the_others(
