@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -183,48 +183,77 @@ def _residuals(points: np.ndarray, ellipse: CvEllipse) -> np.ndarray | None:
     return None if row is None else _distances(points, row[None])[0]
 
 
-def _free(points: np.ndarray) -> CvEllipse:
-    (cx, cy), (d1, d2), angle = cv2.fitEllipseDirect(points.astype(np.float32))
-    return (float(cx), float(cy)), (float(d1), float(d2)), float(angle)
+class Fit(Protocol):
+    """An ellipse fitting: over any points, or over each of RANSAC's samples (R x k x 2; failed ones left out)."""
+
+    def __call__(self, points: np.ndarray) -> CvEllipse: ...
+
+    def samples(self, points: np.ndarray) -> list[CvEllipse]: ...
 
 
-def _shaped(shape: CvEllipse):  # noqa: ANN202 - a fitting function like `_free`
-    """A fit with `shape`'s axis ratio and angle, its centre and size free (a circle fit in its frame)."""
-    _, (d1, d2), angle = shape
-    ratio, t = d2 / d1, math.radians(angle)
+class _Free:
+    """OpenCV's direct least-squares fit, every parameter free."""
 
-    def fit(points: np.ndarray) -> CvEllipse:
-        u = points[:, 0] * math.cos(t) + points[:, 1] * math.sin(t)
-        v = (-points[:, 0] * math.sin(t) + points[:, 1] * math.cos(t)) / ratio
-        design = np.column_stack((2.0 * u, 2.0 * v, np.ones_like(u)))
-        target = u * u + v * v
-        if len(points) == 3:  # RANSAC's sample: the circle through three points
-            cu, cv, c = np.linalg.solve(design, target)
-        else:
-            (cu, cv, c), *_ = np.linalg.lstsq(design, target, rcond=None)
+    def __call__(self, points: np.ndarray) -> CvEllipse:
+        (cx, cy), (d1, d2), angle = cv2.fitEllipseDirect(points.astype(np.float32))
+        return (float(cx), float(cy)), (float(d1), float(d2)), float(angle)
+
+    def samples(self, points: np.ndarray) -> list[CvEllipse]:
+        ellipses = []
+        for sample in points:
+            try:
+                ellipses.append(self(sample))
+            except cv2.error:
+                continue
+        return ellipses
+
+
+_free = _Free()
+
+
+class _Shaped:
+    """Fits with `shape`'s axis ratio and angle, centre and size free (a circle fit in its frame); RANSAC's
+    three-point samples solved all at once."""
+
+    def __init__(self, shape: CvEllipse) -> None:
+        _, (d1, d2), self.angle = shape
+        self.ratio, t = d2 / d1, math.radians(self.angle)
+        self.cos, self.sin = math.cos(t), math.sin(t)
+
+    def _frame(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates in which the shape is a circle."""
+        x, y = points[..., 0], points[..., 1]
+        return x * self.cos + y * self.sin, (-x * self.sin + y * self.cos) / self.ratio
+
+    def _ellipse(self, cu: float, cv: float, c: float) -> CvEllipse:
         radius = math.sqrt(max(c + cu * cu + cv * cv, 0.0))
-        cv *= ratio
-        center = (cu * math.cos(t) - cv * math.sin(t), cu * math.sin(t) + cv * math.cos(t))
-        return center, (2.0 * radius, 2.0 * radius * ratio), angle
+        cv *= self.ratio
+        center = (cu * self.cos - cv * self.sin, cu * self.sin + cv * self.cos)
+        return center, (2.0 * radius, 2.0 * radius * self.ratio), self.angle
 
-    return fit
+    def __call__(self, points: np.ndarray) -> CvEllipse:
+        u, v = self._frame(points)
+        design = np.column_stack((2.0 * u, 2.0 * v, np.ones_like(u)))
+        (cu, cv, c), *_ = np.linalg.lstsq(design, u * u + v * v, rcond=None)
+        return self._ellipse(cu, cv, c)
+
+    def samples(self, points: np.ndarray) -> list[CvEllipse]:
+        """The circle through each of R samples of three points (R x 3 x 2); singular ones left out."""
+        u, v = self._frame(points)
+        design = np.stack((2.0 * u, 2.0 * v, np.ones_like(u)), axis=-1)
+        solvable = np.linalg.det(design) != 0.0
+        solved = np.linalg.solve(design[solvable], (u * u + v * v)[solvable][..., None])[..., 0]
+        return [self._ellipse(*row) for row in solved.tolist()]
 
 
-def _consensus(points: np.ndarray, candidates: np.ndarray, fit, sample: int) -> np.ndarray:  # noqa: ANN001
+def _consensus(points: np.ndarray, candidates: np.ndarray, fit: Fit, sample: int) -> np.ndarray:
     """The candidates on the ellipse most of them lie on (RANSAC, seeded: a mask always gets the same answer),
-    else all of them. The rounds' ellipses are fitted one by one and judged together."""
+    else all of them. The rounds' ellipses are judged together."""
     indices = np.flatnonzero(candidates)
     picks = np.random.default_rng(0).integers(0, len(indices), (RANSAC_ROUNDS, sample))
-    rows = []
-    for pick in picks:
-        if len(set(pick.tolist())) < sample:
-            continue
-        try:
-            row = _row(fit(points[indices[pick]]))
-        except (cv2.error, np.linalg.LinAlgError, ValueError):
-            continue
-        if row is not None:
-            rows.append(row)
+    picks = picks[[len(set(pick)) == sample for pick in picks.tolist()]]
+    ellipses = fit.samples(points[indices[picks]]) if len(picks) else []
+    rows = [row for row in map(_row, ellipses) if row is not None]
     if not rows:
         return candidates
     on = np.abs(_distances(points[indices], np.stack(rows))) < INLIER_PX
@@ -233,7 +262,7 @@ def _consensus(points: np.ndarray, candidates: np.ndarray, fit, sample: int) -> 
     return best if best.sum() >= MIN_POINTS else candidates
 
 
-def _grown(points: np.ndarray, kept: np.ndarray, usable: np.ndarray, fit) -> tuple[CvEllipse, np.ndarray] | None:  # noqa: ANN001
+def _grown(points: np.ndarray, kept: np.ndarray, usable: np.ndarray, fit: Fit) -> tuple[CvEllipse, np.ndarray] | None:
     """The fit over `kept`, grown to every usable point within INLIER_PX of it and refitted (a few rounds)."""
     try:
         ellipse = fit(points[kept])
@@ -321,7 +350,7 @@ def _pupil_from_notches(boundary: np.ndarray, inner: np.ndarray | None, limbus: 
     inside = inner == 1
     if inside.sum() < 4 * MIN_POINTS:
         return None
-    fit = _shaped(((limbus.x, limbus.y), (2 * limbus.semi_major, 2 * limbus.semi_minor), limbus.angle_deg))
+    fit = _Shaped(((limbus.x, limbus.y), (2 * limbus.semi_major, 2 * limbus.semi_minor), limbus.angle_deg))
     grown = _grown(boundary, _consensus(boundary, inside, fit, 3), inside, fit)
     if grown is None:
         return None
@@ -354,7 +383,7 @@ def _fit_limbus(
         return _fitted(boundary, grown[0], grown[1], len(boundary))
     if pupil is None:
         return None
-    fit = _shaped(((pupil.x, pupil.y), (2 * pupil.semi_major, 2 * pupil.semi_minor), pupil.angle_deg))
+    fit = _Shaped(((pupil.x, pupil.y), (2 * pupil.semi_major, 2 * pupil.semi_minor), pupil.angle_deg))
     shaped = _grown(boundary, _consensus(boundary, sides, fit, 3), usable, fit)
     return None if shaped is None else _fitted(boundary, shaped[0], shaped[1], len(boundary))
 
