@@ -26,8 +26,9 @@ REDUCED_PRECISIONS: tuple[Precision, ...] = (*CPU_VARIANTS, *GPU_VARIANTS)
 PrecisionRequest = Literal["auto", "fp32", "bf16", "bf16-encoder", "fp16-encoder"]
 PRECISION_REQUESTS: tuple[PrecisionRequest, ...] = get_args(PrecisionRequest)
 
-# The results a prediction can be rendered as. `mask` is the binary mask (0/255 PNG, plus COCO RLE over HTTP).
-OutputKind = Literal["mask", "probability", "uncertainty", "overlay"]
+# The results a prediction can be rendered as. `mask` is the binary mask (0/255 PNG, plus COCO RLE over HTTP);
+# `iris` the image cropped to the mask's box, transparent outside the mask.
+OutputKind = Literal["mask", "probability", "uncertainty", "overlay", "iris"]
 OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
 
 # The maps a prediction holds (the procedure graph's outputs, at the input image's size).
@@ -46,8 +47,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".
 
 
 def map_of(kind: OutputKind) -> MapName:
-    """The map an output is drawn from: the mask and the overlay from the binary mask."""
-    return "binary" if kind in ("mask", "overlay") else kind  # type: ignore[return-value]
+    """The map an output is drawn from: the mask, the overlay and the iris from the binary mask."""
+    return "binary" if kind in ("mask", "overlay", "iris") else kind  # type: ignore[return-value]
 
 
 def output_folder(kind: OutputKind) -> str:

@@ -129,7 +129,7 @@ async def predict(
     points: Annotated[int | None, Query(description=f"sampled prompts, 1 to {MAX_POINTS}")] = None,
     threshold: Annotated[float | None, Query(description="probability threshold, 0 to 1")] = None,
     seed: Annotated[int | None, Query(description="prompt sampler seed, 0 to 2^63 - 1")] = None,
-    outputs: Annotated[str, Query(max_length=64, description="any of mask,probability,uncertainty,overlay")] = "mask",
+    outputs: Annotated[str, Query(max_length=64, description=f"any of {','.join(OUTPUT_KINDS)}")] = "mask",
     prompts: Annotated[str | None, Query(max_length=2048, description="explicit prompts 'x,y;x,y'")] = None,
 ) -> Response:
     edge = edge_of(request)

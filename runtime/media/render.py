@@ -1,4 +1,4 @@
-"""Results -> bytes: PNG images (mask, probability, uncertainty colour map, overlay) and COCO RLE.
+"""Results -> bytes: PNG images (mask, probability, uncertainty colour map, overlay, iris) and COCO RLE.
 
 Arrays here are RGB, like everything else in the runtime; only this module talks to cv2's BGR.
 `rle_encode` / `rle_decode` reproduce pycocotools' compressed RLE (`pycocotools.mask.encode`) without
@@ -30,13 +30,15 @@ class ResultMaps(Protocol):
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of an HxW (gray) or HxWx3 (RGB, not BGR) uint8 array."""
+    """PNG bytes of an HxW (gray), HxWx3 (RGB, not BGR) or HxWx4 (RGBA) uint8 array."""
     if array.dtype != np.uint8:
         raise ValueError(f"encode_png needs uint8, got {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # cv2 writes BGR
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA)
     elif array.ndim != 2:
-        raise ValueError(f"encode_png needs HxW or HxWx3, got shape {array.shape}")
+        raise ValueError(f"encode_png needs HxW, HxWx3 or HxWx4, got shape {array.shape}")
     ok, buffer = cv2.imencode(".png", array)
     if not ok:
         raise ValueError("cv2 could not encode the PNG")
@@ -84,6 +86,23 @@ def overlay(
     solid[:] = np.asarray(color, dtype=np.uint8)
     blended = cv2.addWeighted(image_rgb, 1.0 - alpha, solid, alpha, 0.0)
     return np.where(binary.astype(bool)[..., None], blended, image_rgb)
+
+
+def iris_crop(image_rgb: np.ndarray, binary: np.ndarray) -> np.ndarray:
+    """The iris cut out: HxWx4 uint8 RGBA of the mask's bounding box, the image where the mask is and
+    transparent black elsewhere (ISO/IEC 39794-6's "cropped and masked"); 1x1 transparent for an empty mask."""
+    _require_2d(binary, "iris_crop")
+    if binary.shape != image_rgb.shape[:2]:
+        raise ValueError(f"mask shape {binary.shape} does not match image shape {image_rgb.shape[:2]}")
+    inside = binary.astype(bool)
+    if not inside.any():
+        return np.zeros((1, 1, 4), np.uint8)
+    x, y, width, height = cv2.boundingRect(inside.astype(np.uint8))
+    window = inside[y : y + height, x : x + width]
+    crop = np.zeros((height, width, 4), np.uint8)
+    crop[window, :3] = image_rgb[y : y + height, x : x + width][window]
+    crop[window, 3] = 255
+    return crop
 
 
 def rle_encode(binary: np.ndarray) -> dict[str, Any]:
@@ -189,4 +208,6 @@ def output_png(kind: OutputKind, prediction: ResultMaps, image: np.ndarray) -> b
         return encode_png(uncertainty_colormap(source))
     if kind == "overlay":
         return encode_png(overlay(image, source))
+    if kind == "iris":
+        return encode_png(iris_crop(image, source))
     raise ValueError(f"unknown output kind {kind!r}")

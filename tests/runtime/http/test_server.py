@@ -37,7 +37,7 @@ from vreyesam.runtime.vocabulary import STAGES
 
 SETTINGS = load_settings(SHARED_SERVER_LIMITS)
 MAX_BODY = SETTINGS.max_body_bytes
-ALL_OUTPUTS = {"outputs": "mask,probability,uncertainty,overlay", "seed": 3}
+ALL_OUTPUTS = {"outputs": "mask,probability,uncertainty,overlay,iris", "seed": 3}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_raw_upload_json_answer(full_answer: dict, segmenter: Segmenter) -> None
     assert set(stats) == {"coverage_percent", "area_px", "score_mean", "score_max"}
     assert list(full_answer["timings_ms"]) == ["queue", *STAGES, "total", "host", "request"]
     outputs = full_answer["outputs"]
-    assert set(outputs) == {"mask", "probability", "uncertainty", "overlay"}
+    assert set(outputs) == {"mask", "probability", "uncertainty", "overlay", "iris"}
     mask = _png(outputs["mask"]["png_base64"])
     assert mask.shape == (120, 160) and set(np.unique(mask)) <= {0, 255}
     assert int((mask > 0).sum()) == stats["area_px"]
@@ -95,6 +95,20 @@ def test_raw_upload_json_answer(full_answer: dict, segmenter: Segmenter) -> None
     assert _png(outputs["probability"]["png_base64"]).shape == (120, 160)
     assert _png(outputs["uncertainty"]["png_base64"]).shape == (120, 160, 3)
     assert _png(outputs["overlay"]["png_base64"]).shape == (120, 160, 3)
+
+
+def test_the_iris_output_is_the_image_cut_out_by_the_answers_mask(full_answer: dict, eye_png: bytes) -> None:
+    mask = _png(full_answer["outputs"]["mask"]["png_base64"]) > 0
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(eye_png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    cut = cv2.cvtColor(_png(full_answer["outputs"]["iris"]["png_base64"]), cv2.COLOR_BGRA2RGBA)
+    rows, columns = np.nonzero(mask)
+    assert len(rows), "the test model's mask is empty: nothing to cut out"
+    top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+    window = mask[top:bottom, left:right]
+    assert cut.shape == (*window.shape, 4)
+    assert np.array_equal(cut[..., 3], np.where(window, 255, 0))
+    assert np.array_equal(cut[window][:, :3], image[top:bottom, left:right][window])
+    assert not cut[~window].any()
 
 
 def test_the_iris_block_and_verdict_are_measured_on_the_answers_mask(full_answer: dict, eye_png: bytes) -> None:

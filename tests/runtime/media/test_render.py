@@ -11,6 +11,7 @@ import pytest
 
 from vreyesam.runtime.media.render import (
     encode_png,
+    iris_crop,
     mask_png,
     overlay,
     probability_png,
@@ -46,12 +47,24 @@ def test_encode_png_writes_rgb_as_rgb() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), np.zeros(4, np.uint8)],
-    ids=["float", "rgba", "1d"],
+    [np.zeros((4, 4), np.float32), np.zeros((4, 4, 2), np.uint8), np.zeros(4, np.uint8)],
+    ids=["float", "two-channel", "1d"],
 )
 def test_encode_png_rejects_other_inputs(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="encode_png"):
         encode_png(bad)
+
+
+def test_rgba_round_trips() -> None:
+    rgba = np.random.default_rng(3).integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    bgra = cv2.imdecode(np.frombuffer(encode_png(rgba), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA), rgba)
+
+
+def test_the_iris_of_an_empty_mask_is_one_transparent_pixel() -> None:
+    image = np.full((6, 8, 3), 200, np.uint8)
+    assert not iris_crop(image, np.zeros((6, 8), bool)).any()
+    assert iris_crop(image, np.zeros((6, 8), bool)).shape == (1, 1, 4)
 
 
 def test_mask_png_is_0_or_255() -> None:
