@@ -80,18 +80,18 @@ def _result_fields(result: Segmentation) -> Row:
         "score_mean": f"{stats.score_mean:.6f}",
         "score_max": f"{stats.score_max:.6f}",
     }
-    row.update(_flat(iris_block(result.iris, result.measures), "iris_"))
+    row.update(flat_row(iris_block(result.iris, result.measures), "iris_"))
     row.update(quality_accepted=str(result.quality.accepted).lower(), quality_reasons=";".join(result.quality.reasons))
     row.update({f"{stage}_ms": f"{result.timings_ms.get(stage, 0.0):.1f}" for stage in TIMED_STAGES})
     return row
 
 
-def _flat(block: Mapping[str, Any], prefix: str) -> Row:
+def flat_row(block: Mapping[str, Any], prefix: str) -> Row:
     """A nested answer block as columns; a null leaves its columns empty."""
     row: Row = {}
     for key, value in block.items():
         if isinstance(value, Mapping):
-            row.update(_flat(value, f"{prefix}{key}_"))
+            row.update(flat_row(value, f"{prefix}{key}_"))
         elif value is not None:
             row[f"{prefix}{key}"] = str(value)
     return row

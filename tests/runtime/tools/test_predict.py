@@ -23,7 +23,7 @@ from PIL import Image
 from vreyesam.cli import main
 from vreyesam.runtime.media.iris import iris_geometry
 from vreyesam.runtime.tools.inputs import find_inputs
-from vreyesam.runtime.tools.summary import COLUMNS, IRIS_COLUMNS
+from vreyesam.runtime.tools.summary import COLUMNS, IRIS_COLUMNS, flat_row
 from vreyesam.runtime.tools.synth import generate
 
 WIDTH, HEIGHT = 160, 120
@@ -154,22 +154,12 @@ def test_vreyesam_geometry_measures_the_written_mask_as_its_summary_row(
         assert main(["geometry", str(out / "binary" / "a.png"), "--images", str(inputs)]) == 0
     (record,) = [json.loads(line) for line in stdout.getvalue().splitlines()]
     (row,) = [row for row in read_rows(out) if row["input"] == "a.png"]
-    flat = _flat(record["iris"], "iris_")  # the column names summary.csv gives the block
+    flat = flat_row(record["iris"], "iris_")  # the column names summary.csv gives the block
     assert {column: flat.get(column, "") for column in IRIS_COLUMNS} == {column: row[column] for column in IRIS_COLUMNS}
     assert (str(record["quality"]["accepted"]).lower(), ";".join(record["quality"]["reasons"])) == (
         row["quality_accepted"],
         row["quality_reasons"],
     )
-
-
-def _flat(block: dict, prefix: str) -> dict[str, str]:
-    row: dict[str, str] = {}
-    for key, value in block.items():
-        if isinstance(value, dict):
-            row.update(_flat(value, f"{prefix}{key}_"))
-        elif value is not None:
-            row[f"{prefix}{key}"] = str(value)
-    return row
 
 
 def test_resume_skips_finished_images_and_reproduces_the_others(
